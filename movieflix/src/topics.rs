@@ -1,0 +1,42 @@
+//! Every topic of MovieFlix (the architecture slide, in code).
+//!
+//! ```text
+//! video player ─▶ video position service ─▶ show_position ─┬─▶ resuming service ─▶ video player
+//!                                                           ├─▶ recommendation engine ─▶ recommendations ─▶ recommendations service ─▶ portal
+//!                                                           └─▶ analytics sink ─▶ analytics store
+//! ```
+
+use shared::{Cleanup, Retention, TopicSpec};
+
+pub const CASE_STUDY: &str = "movieflix";
+
+/// Where each viewer is in each show, sent every few seconds while playing.
+pub const SHOW_POSITION: TopicSpec = TopicSpec {
+    case_study: CASE_STUDY,
+    name: "show_position",
+    key: "user_id",
+    // Many producers (every player); highly distributed at high volume (> 30 partitions).
+    partitions: 32,
+    retention: Retention::days(7),
+    cleanup: Cleanup::Delete,
+    purpose: "playback positions from every player, keyed by viewer so one viewer's events stay in order",
+    producers: &["video position service"],
+    consumers: &["resuming service", "recommendation engine", "analytics sink"],
+};
+
+/// The latest next-show recommendations per viewer.
+pub const RECOMMENDATIONS: TopicSpec = TopicSpec {
+    case_study: CASE_STUDY,
+    name: "recommendations",
+    key: "user_id",
+    // Low volume: a record when a profile changes meaningfully.
+    partitions: 6,
+    retention: Retention::Forever,
+    // Only the latest recommendation per viewer matters.
+    cleanup: Cleanup::Compact,
+    purpose: "next-show recommendations per viewer, built by the streams engine (may use historical data)",
+    producers: &["recommendation engine"],
+    consumers: &["recommendations service"],
+};
+
+pub const ALL: &[TopicSpec] = &[SHOW_POSITION, RECOMMENDATIONS];

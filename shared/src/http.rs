@@ -1,0 +1,242 @@
+//! HTTP plumbing every service uses (axum):
+//!
+//! * `GET /healthz` — the process is up;
+//! * `GET /readyz` — the broker answers a metadata request within 2 s (else 503);
+//! * `GET /metrics` — the Prometheus registry in text format;
+//! * errors as `{"error": "...", "detail": ...}` with the right status ([`ApiError`]);
+//! * a JSON body extractor ([`Json`]) whose rejections are such errors (400/413/415, never a
+//!   plain-text 422);
+//! * request tracing, a JSON 404 fallback, and graceful shutdown ([`serve`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+
+use crate::kafka::Kafka;
+use crate::metrics;
+
+/// How long `/readyz` waits for the broker.
+pub const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// An error answered as `{"error": "...", "detail": ...}`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error: String,
+    pub detail: Option<Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        ApiError { status, error: error.into(), detail: None }
+    }
+    pub fn bad_request(error: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, error)
+    }
+    pub fn not_found(error: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, error)
+    }
+    pub fn unavailable(error: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, error)
+    }
+    /// A 500 whose cause is logged, not shown: internals stay out of responses.
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+    pub fn with_detail(mut self, detail: impl Serialize) -> Self {
+        self.detail = serde_json::to_value(detail).ok();
+        self
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.status, self.error)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": self.error, "detail": self.detail });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// `axum::Json`, but a bad body is an [`ApiError`] with the parser's message.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let status = match &rejection {
+        JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        // Wrong shape or bad syntax: the client sent a bad request, whatever axum's default.
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError::new(status, "invalid request body").with_detail(rejection.body_text())
+}
+
+/// Answers `/readyz` from cluster metadata.
+#[derive(Clone)]
+pub struct Readiness {
+    admin: Arc<AdminClient<DefaultClientContext>>,
+}
+
+impl Readiness {
+    pub fn new(kafka: &Kafka) -> anyhow::Result<Self> {
+        Ok(Readiness { admin: Arc::new(kafka.client_config().create()?) })
+    }
+
+    /// Number of brokers, if the cluster answers within [`READINESS_TIMEOUT`].
+    pub async fn check(&self) -> Result<usize, String> {
+        let admin = Arc::clone(&self.admin);
+        tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, READINESS_TIMEOUT))
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|m| m.brokers().len())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// `/healthz`, `/readyz` and `/metrics`, to merge into a service's router.
+pub fn ops_router(readiness: Readiness) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(readiness)
+}
+
+async fn readyz(State(readiness): State<Readiness>) -> Result<Json<Value>, ApiError> {
+    match readiness.check().await {
+        Ok(brokers) => Ok(Json(json!({ "status": "ready", "brokers": brokers }))),
+        Err(err) => Err(ApiError::unavailable("broker unreachable").with_detail(err)),
+    }
+}
+
+async fn metrics_text() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        metrics::encode(),
+    )
+}
+
+/// Adds what every service router gets: a JSON 404 and request tracing.
+pub fn finish(router: Router) -> Router {
+    router
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, letting requests in flight end.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    tracing::info!(address = %listener.local_addr()?, "http listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::post;
+    use tower::ServiceExt;
+
+    #[derive(serde::Deserialize)]
+    struct Body1 {
+        #[allow(dead_code)]
+        n: u32,
+    }
+
+    fn app() -> Router {
+        finish(Router::new().route("/n", post(|Json(_b): Json<Body1>| async { "ok" })))
+    }
+
+    async fn call(req: axum::http::Request<Body>) -> (StatusCode, Value) {
+        let response = app().oneshot(req).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    fn post_json(body: &str) -> axum::http::Request<Body> {
+        axum::http::Request::post("/n")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn bad_json_is_a_400_with_a_message() {
+        let (status, body) = call(post_json("{not json")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"], "invalid request body");
+        assert!(body["detail"].as_str().unwrap().contains("parse the request body"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn wrong_shape_is_a_400_not_a_422() {
+        let (status, body) = call(post_json(r#"{"n": -1}"#)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body["detail"].as_str().unwrap().contains("n"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn missing_content_type_is_a_415() {
+        let req = axum::http::Request::post("/n").body(Body::from("{}")).unwrap();
+        let (status, body) = call(req).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(body["error"], "invalid request body");
+    }
+
+    #[tokio::test]
+    async fn unknown_route_is_a_json_404() {
+        let req = axum::http::Request::get("/nope").body(Body::empty()).unwrap();
+        let (status, body) = call(req).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"], "no such route");
+    }
+}

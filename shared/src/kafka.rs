@@ -1,0 +1,116 @@
+//! [`Kafka`]: the resolved connection every service and test holds.
+//!
+//! It answers three questions: where the brokers are (embedded or external), what every topic is
+//! called (the prefix), and which client properties every producer/consumer/admin starts from.
+
+use std::sync::Arc;
+
+use rdkafka::ClientConfig;
+
+use crate::config::{self, KafkaArgs};
+use crate::embedded::EmbeddedBroker;
+use crate::topics::TopicSpec;
+
+/// A cheap-to-clone handle on the cluster. When it started the embedded broker, the broker lives
+/// until the last clone is dropped.
+#[derive(Clone, Debug)]
+pub struct Kafka {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    bootstrap: String,
+    prefix: String,
+    properties: Vec<(String, String)>,
+    embedded: Option<Arc<EmbeddedBroker>>,
+}
+
+impl Kafka {
+    /// Resolves `args`: the configured cluster, or a freshly started embedded broker.
+    /// Extra client properties come from `KAFKA_<PROPERTY>` environment variables.
+    pub fn connect(args: &KafkaArgs) -> anyhow::Result<Kafka> {
+        let properties = config::client_properties_from_env(std::env::vars());
+        let kafka = match &args.bootstrap_servers {
+            Some(bootstrap) if !bootstrap.trim().is_empty() => {
+                Kafka::external(bootstrap.trim(), &args.topic_prefix, properties)
+            }
+            _ => Kafka::embedded(Arc::new(EmbeddedBroker::start()?), &args.topic_prefix),
+        };
+        tracing::info!(
+            bootstrap_servers = %kafka.bootstrap_servers(),
+            embedded = kafka.is_embedded(),
+            topic_prefix = %kafka.prefix(),
+            properties = ?config::redacted(&kafka.inner.properties),
+            "kafka configured"
+        );
+        Ok(kafka)
+    }
+
+    /// A handle on an already running cluster.
+    pub fn external(bootstrap: &str, prefix: &str, properties: Vec<(String, String)>) -> Kafka {
+        Kafka {
+            inner: Arc::new(Inner {
+                bootstrap: bootstrap.to_owned(),
+                prefix: prefix.to_owned(),
+                properties,
+                embedded: None,
+            }),
+        }
+    }
+
+    /// A handle on an embedded broker (kept alive by the handle).
+    pub fn embedded(broker: Arc<EmbeddedBroker>, prefix: &str) -> Kafka {
+        Kafka {
+            inner: Arc::new(Inner {
+                bootstrap: broker.bootstrap_servers().to_owned(),
+                prefix: prefix.to_owned(),
+                properties: Vec::new(),
+                embedded: Some(broker),
+            }),
+        }
+    }
+
+    /// The same cluster with another topic prefix (tests give each test its own).
+    pub fn with_prefix(&self, prefix: &str) -> Kafka {
+        Kafka {
+            inner: Arc::new(Inner {
+                bootstrap: self.inner.bootstrap.clone(),
+                prefix: prefix.to_owned(),
+                properties: self.inner.properties.clone(),
+                embedded: self.inner.embedded.clone(),
+            }),
+        }
+    }
+
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.inner.bootstrap
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    pub fn is_embedded(&self) -> bool {
+        self.inner.embedded.is_some()
+    }
+
+    pub fn embedded_broker(&self) -> Option<&EmbeddedBroker> {
+        self.inner.embedded.as_deref()
+    }
+
+    /// The topic's name on this cluster (with this handle's prefix).
+    pub fn topic(&self, spec: &TopicSpec) -> String {
+        spec.full_name(self.prefix())
+    }
+
+    /// The properties every client starts from: bootstrap servers plus `KAFKA_*` pass-through.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.inner.bootstrap);
+        for (key, value) in &self.inner.properties {
+            config.set(key, value);
+        }
+        config
+    }
+}

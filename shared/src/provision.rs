@@ -1,0 +1,139 @@
+//! Topic provisioning: create what is missing, leave what exists, shout about what is too small.
+//!
+//! Idempotent: run it at every start. Topics are created with their spec'd partitions,
+//! `retention.ms` and `cleanup.policy`, plus a dead-letter topic for every consumed topic. An
+//! existing topic with *fewer* partitions than its spec is not changed (adding partitions moves
+//! keys to other partitions and breaks per-key order), but logged as a warning and reported.
+//!
+//! The embedded mock cluster ignores `CreateTopics`, so there topics go through the mock API.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::kafka::Kafka;
+use crate::topics::{PhysicalTopic, TopicSpec};
+
+/// How long provisioning waits for new topics to show up in the cluster metadata.
+const METADATA_WAIT: Duration = Duration::from_secs(30);
+
+/// Largest replication factor asked for (capped by the number of brokers).
+const MAX_REPLICATION: i32 = 3;
+
+/// What [`provision`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ProvisionReport {
+    pub created: Vec<String>,
+    pub existing: Vec<String>,
+    /// `(topic, partitions it has, partitions its spec wants)`.
+    pub under_partitioned: Vec<(String, i32, i32)>,
+}
+
+/// Creates every missing topic of `specs` (and their dead-letter topics) on `kafka`.
+pub async fn provision(kafka: &Kafka, specs: &[TopicSpec]) -> anyhow::Result<ProvisionReport> {
+    let wanted: Vec<PhysicalTopic> = specs.iter().flat_map(|s| s.physical(kafka.prefix())).collect();
+    let admin: Arc<AdminClient<DefaultClientContext>> = Arc::new(kafka.client_config().create()?);
+    let (brokers, existing) = partition_counts(&admin).await?;
+
+    let mut report = ProvisionReport::default();
+    let mut missing = Vec::new();
+    for topic in &wanted {
+        match existing.get(&topic.name) {
+            Some(&have) => {
+                if have < topic.partitions {
+                    tracing::warn!(
+                        topic = %topic.name, have, want = topic.partitions,
+                        "TOPIC HAS FEWER PARTITIONS THAN ITS SPEC: parallelism is capped at {have}; \
+                         not changed automatically because adding partitions re-maps keys"
+                    );
+                    report.under_partitioned.push((topic.name.clone(), have, topic.partitions));
+                }
+                report.existing.push(topic.name.clone());
+            }
+            None => missing.push(topic),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(report);
+    }
+
+    let replication = MAX_REPLICATION.min(brokers.max(1));
+    if let Some(embedded) = kafka.embedded_broker() {
+        for topic in &missing {
+            embedded.create_topic(&topic.name, topic.partitions, replication)?;
+        }
+    } else {
+        let retention: Vec<String> = missing.iter().map(|t| t.retention.as_ms().to_string()).collect();
+        let new_topics: Vec<NewTopic<'_>> = missing
+            .iter()
+            .zip(&retention)
+            .map(|(t, retention_ms)| {
+                NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(replication))
+                    .set("cleanup.policy", t.cleanup.as_config())
+                    .set("retention.ms", retention_ms)
+            })
+            .collect();
+        let results = admin
+            .create_topics(&new_topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))))
+            .await
+            .context("CreateTopics request failed")?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => bail!("cannot create topic {topic}: {code}"),
+            }
+        }
+    }
+    wait_until_visible(&admin, &missing).await?;
+    for topic in missing {
+        tracing::info!(topic = %topic.name, partitions = topic.partitions, "topic created");
+        report.created.push(topic.name.clone());
+    }
+    Ok(report)
+}
+
+/// Number of brokers, and the partition count of every topic, from cluster metadata.
+pub async fn partition_counts(
+    admin: &Arc<AdminClient<DefaultClientContext>>,
+) -> anyhow::Result<(i32, HashMap<String, i32>)> {
+    let admin = Arc::clone(admin);
+    // librdkafka's metadata call blocks: keep it off the async workers.
+    let metadata = tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, Duration::from_secs(10)))
+        .await?
+        .context("cannot read cluster metadata (is the broker reachable?)")?;
+    let topics = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
+        .collect();
+    Ok((metadata.brokers().len() as i32, topics))
+}
+
+/// Brokers create topics asynchronously; wait until metadata shows every partition.
+async fn wait_until_visible(
+    admin: &Arc<AdminClient<DefaultClientContext>>,
+    topics: &[&PhysicalTopic],
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + METADATA_WAIT;
+    loop {
+        let (_, existing) = partition_counts(admin).await?;
+        let pending: Vec<&str> = topics
+            .iter()
+            .filter(|t| existing.get(&t.name).is_none_or(|&n| n < t.partitions))
+            .map(|t| t.name.as_str())
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("topics not visible in metadata after {METADATA_WAIT:?}: {pending:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,87 @@
+//! `CASESTUDIES_TEST_KAFKA=testcontainers`: a broker in a container, via the `testcontainers`
+//! crate.
+//!
+//! * By default the official `apache/kafka` image (testcontainers-modules' Kafka module).
+//! * `KAFKA_TEST_IMAGE=name:tag` picks another image. An image whose name contains `tansu` is
+//!   run as a tansu broker (entrypoint `/tansu`, see `.ci/tansu-image.sh`); any other is assumed
+//!   to be an `apache/kafka`-compatible image.
+//!
+//! Kafka advertises the address clients must reconnect to, so it has to know the host port.
+//! For tansu the container listens on the same port number the host maps, chosen free up front.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use testcontainers::core::ContainerPort;
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, ContainerRequest, GenericImage, ImageExt};
+use testcontainers_modules::kafka::apache;
+
+pub enum KafkaContainer {
+    Apache { _container: ContainerAsync<apache::Kafka>, bootstrap: String },
+    Tansu { _container: ContainerAsync<GenericImage>, bootstrap: String },
+}
+
+impl KafkaContainer {
+    pub async fn start() -> anyhow::Result<KafkaContainer> {
+        let image = std::env::var("KAFKA_TEST_IMAGE").ok().filter(|s| !s.is_empty());
+        match image {
+            Some(image) if image.contains("tansu") => Self::tansu(&image).await,
+            Some(image) => Self::apache(Some(&image)).await,
+            None => Self::apache(None).await,
+        }
+    }
+
+    pub fn bootstrap(&self) -> &str {
+        match self {
+            KafkaContainer::Apache { bootstrap, .. } | KafkaContainer::Tansu { bootstrap, .. } => bootstrap,
+        }
+    }
+
+    async fn apache(image: Option<&str>) -> anyhow::Result<KafkaContainer> {
+        let request = match image.map(split_image) {
+            Some((name, tag)) => apache::Kafka::default().with_name(name).with_tag(tag),
+            None => ContainerRequest::from(apache::Kafka::default()),
+        };
+        let container = request
+            .with_startup_timeout(Duration::from_secs(120))
+            .start()
+            .await
+            .context("cannot start the Kafka container (no image can be pulled here: set KAFKA_TEST_IMAGE to a local image)")?;
+        let port = container.get_host_port_ipv4(apache::KAFKA_PORT).await?;
+        Ok(KafkaContainer::Apache { _container: container, bootstrap: format!("127.0.0.1:{port}") })
+    }
+
+    async fn tansu(image: &str) -> anyhow::Result<KafkaContainer> {
+        let (name, tag) = split_image(image);
+        let port = super::free_port()?;
+        let inside = format!("tcp://0.0.0.0:{port}");
+        let advertised = format!("tcp://127.0.0.1:{port}");
+        let container = GenericImage::new(name, tag)
+            .with_exposed_port(ContainerPort::Tcp(port))
+            .with_cmd([
+                "broker",
+                "--listener-url",
+                &inside,
+                "--advertised-listener-url",
+                &advertised,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .with_mapped_port(port, ContainerPort::Tcp(port))
+            .with_startup_timeout(Duration::from_secs(60))
+            .start()
+            .await
+            .with_context(|| format!("cannot start container {image} (build it with .ci/tansu-image.sh)"))?;
+        Ok(KafkaContainer::Tansu { _container: container, bootstrap: format!("127.0.0.1:{port}") })
+    }
+}
+
+/// `name:tag` → (`name`, `tag`), `latest` when no tag is given.
+fn split_image(image: &str) -> (String, String) {
+    match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name.to_owned(), tag.to_owned()),
+        _ => (image.to_owned(), "latest".to_owned()),
+    }
+}
+

@@ -1,0 +1,101 @@
+//! The `casestudies` umbrella: what spans all six case studies.
+//!
+//! * `casestudies topics` — every topic of every case study ([`topics_table`]);
+//! * `casestudies broker` — the embedded broker alone, with every topic provisioned;
+//! * `casestudies lag --group G` — a consumer group's lag per partition ([`lag_table`]).
+//!
+//! Each case study stays independent: this crate only gathers their `topics::ALL`.
+
+use shared::TopicSpec;
+use shared::lag::GroupLag;
+
+/// Every case study and its topics, in the order of the course.
+pub const CASE_STUDIES: &[(&str, &[TopicSpec])] = &[
+    (movieflix::topics::CASE_STUDY, movieflix::topics::ALL),
+    (gettaxi::topics::CASE_STUDY, gettaxi::topics::ALL),
+    (mysocialmedia::topics::CASE_STUDY, mysocialmedia::topics::ALL),
+    (mybank::topics::CASE_STUDY, mybank::topics::ALL),
+    (ingestion::topics::CASE_STUDY, ingestion::topics::ALL),
+    (logging::topics::CASE_STUDY, logging::topics::ALL),
+];
+
+/// The topics of all six case studies.
+pub fn all_topics() -> Vec<TopicSpec> {
+    CASE_STUDIES.iter().flat_map(|(_, specs)| specs.iter().copied()).collect()
+}
+
+/// The `casestudies topics` table: one row per topic, with its full name under `prefix`.
+pub fn topics_table(prefix: &str) -> String {
+    let header = ["TOPIC", "KEY", "PARTITIONS", "RETENTION", "CLEANUP", "PRODUCERS -> CONSUMERS"];
+    let rows: Vec<Vec<String>> = all_topics()
+        .iter()
+        .map(|t| {
+            vec![
+                t.full_name(prefix),
+                t.key.to_owned(),
+                t.partitions.to_string(),
+                t.retention.to_string(),
+                t.cleanup.to_string(),
+                format!("{} -> {}", t.producers.join(", "), t.consumers.join(", ")),
+            ]
+        })
+        .collect();
+    let mut out = render(&header, &rows);
+    out.push_str(&format!(
+        "\nEvery consumed topic also has a dead-letter topic `<topic>{}` ({} partitions, {}).\n",
+        shared::topics::DLQ_SUFFIX,
+        shared::topics::DLQ_PARTITIONS,
+        shared::topics::DLQ_RETENTION,
+    ));
+    out
+}
+
+/// The `casestudies lag` table, like `kafka-consumer-groups --describe`.
+pub fn lag_table(lag: &GroupLag) -> String {
+    let header = ["TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"];
+    let rows: Vec<Vec<String>> = lag
+        .partitions
+        .iter()
+        .map(|p| {
+            vec![
+                p.topic.clone(),
+                p.partition.to_string(),
+                p.committed.map_or_else(|| "-".to_owned(), |o| o.to_string()),
+                p.log_end.to_string(),
+                p.lag.to_string(),
+            ]
+        })
+        .collect();
+    let mut out = format!(
+        "GROUP {}  state: {}  members: {}\n\n",
+        lag.group,
+        lag.state.as_deref().unwrap_or("unknown"),
+        if lag.members.is_empty() { "none".to_owned() } else { lag.members.join(", ") }
+    );
+    if rows.is_empty() {
+        out.push_str("no committed offsets for this group\n");
+    } else {
+        out.push_str(&render(&header, &rows));
+        out.push_str(&format!("\ntotal lag: {}\n", lag.total_lag()));
+    }
+    out
+}
+
+/// Left-aligned columns, two spaces apart.
+fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        padded.join("  ").trim_end().to_owned() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}

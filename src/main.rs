@@ -1,0 +1,69 @@
+//! `casestudies`: the umbrella CLI. See the crate docs of `casestudies` and the README.
+
+use clap::{Parser, Subcommand};
+use shared::{Kafka, KafkaArgs, provision};
+
+#[derive(Parser)]
+#[command(name = "casestudies", version, about = "Six real-world Kafka architectures, in Rust")]
+struct Cli {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every topic of the six case studies: name, key, partitions, retention, cleanup, who
+    /// produces and who consumes.
+    Topics,
+    /// Start the embedded broker alone, provision every topic, print its address, run until
+    /// Ctrl-C (services in other terminals then use KAFKA_BOOTSTRAP_SERVERS=<address>).
+    Broker,
+    /// A consumer group's committed offset, log-end offset and lag per partition.
+    Lag {
+        /// The consumer group (application id).
+        #[arg(long)]
+        group: String,
+        /// Only this topic (full name); default: every topic with the prefix the group committed.
+        #[arg(long)]
+        topic: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    shared::telemetry::init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Topics => print!("{}", casestudies::topics_table(&cli.kafka.topic_prefix)),
+        Command::Broker => {
+            if cli.kafka.bootstrap_servers.is_some() {
+                tracing::warn!("`broker` always starts the embedded broker; KAFKA_BOOTSTRAP_SERVERS is ignored");
+            }
+            let args = KafkaArgs { bootstrap_servers: None, ..cli.kafka };
+            let kafka = Kafka::connect(&args)?;
+            let report = provision(&kafka, &casestudies::all_topics()).await?;
+            let address = kafka.bootstrap_servers();
+            println!("embedded Kafka broker (librdkafka mock cluster) is running");
+            println!("bootstrap servers: {address}");
+            println!("topics provisioned: {}", report.created.len() + report.existing.len());
+            println!();
+            println!("  inspect:     kcat -b {address} -L");
+            println!("  use it:      export KAFKA_BOOTSTRAP_SERVERS={address}");
+            println!("  stop:        Ctrl-C");
+            shared::shutdown::on_signal().cancelled().await;
+        }
+        Command::Lag { group, topic } => {
+            let kafka = Kafka::connect(&cli.kafka)?;
+            if kafka.is_embedded() {
+                anyhow::bail!(
+                    "`lag` reads an existing cluster: set KAFKA_BOOTSTRAP_SERVERS (e.g. the address `casestudies broker` prints)"
+                );
+            }
+            let lag = shared::lag::group_lag(&kafka, &group, topic.as_deref()).await?;
+            print!("{}", casestudies::lag_table(&lag));
+        }
+    }
+    Ok(())
+}
