@@ -116,7 +116,10 @@ pub struct ConsumerOptions {
 }
 
 impl ConsumerOptions {
-    pub fn new(group_id: impl Into<String>, topics: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    pub fn new(
+        group_id: impl Into<String>,
+        topics: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
         ConsumerOptions {
             group_id: group_id.into(),
             topics: topics.into_iter().map(Into::into).collect(),
@@ -181,7 +184,9 @@ impl ClientContext for LoggingContext {}
 impl ConsumerContext for LoggingContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let assigned = consumer.assignment().map_or(0, |tpl| tpl.count() as u64);
-        self.stats.assigned_partitions.store(assigned, Ordering::Relaxed);
+        self.stats
+            .assigned_partitions
+            .store(assigned, Ordering::Relaxed);
         match rebalance {
             Rebalance::Assign(tpl) => {
                 tracing::info!(group = %self.group_id, partitions = tpl.count(), "partitions assigned")
@@ -189,7 +194,9 @@ impl ConsumerContext for LoggingContext {
             Rebalance::Revoke(tpl) => {
                 tracing::info!(group = %self.group_id, partitions = tpl.count(), "partitions revoked")
             }
-            Rebalance::Error(err) => tracing::warn!(group = %self.group_id, %err, "rebalance error"),
+            Rebalance::Error(err) => {
+                tracing::warn!(group = %self.group_id, %err, "rebalance error")
+            }
         }
     }
 
@@ -228,7 +235,10 @@ impl ConsumerLoop {
             config.set(key, value);
         }
         let stats = Arc::<ConsumerStats>::default();
-        let context = LoggingContext { group_id: options.group_id.clone(), stats: Arc::clone(&stats) };
+        let context = LoggingContext {
+            group_id: options.group_id.clone(),
+            stats: Arc::clone(&stats),
+        };
         let consumer: StreamConsumer<LoggingContext> = config.create_with_context(context)?;
         let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
@@ -265,7 +275,10 @@ impl ConsumerLoop {
             for message in &batch {
                 match self.process(message, &handler, &shutdown).await {
                     Outcome::Done => {
-                        processed.insert((message.topic().to_owned(), message.partition()), message.offset() + 1);
+                        processed.insert(
+                            (message.topic().to_owned(), message.partition()),
+                            message.offset() + 1,
+                        );
                     }
                     Outcome::Interrupted => {
                         interrupted = true;
@@ -274,14 +287,23 @@ impl ConsumerLoop {
                 }
             }
             if self.options.mode == DeliveryMode::AtLeastOnce {
-                let mode = if interrupted { CommitMode::Sync } else { CommitMode::Async };
+                let mode = if interrupted {
+                    CommitMode::Sync
+                } else {
+                    CommitMode::Async
+                };
                 self.commit(&processed, mode);
             }
             if interrupted {
                 break;
             }
         }
-        let ConsumerLoop { consumer, dead_letters, options, .. } = self;
+        let ConsumerLoop {
+            consumer,
+            dead_letters,
+            options,
+            ..
+        } = self;
         tracing::info!(group = %options.group_id, "consumer stopping: leaving the group");
         // Closing blocks while librdkafka leaves the group; keep it off the async workers.
         tokio::task::spawn_blocking(move || {
@@ -324,7 +346,12 @@ impl ConsumerLoop {
 
     /// Handles one record until it is processed or dead-lettered (→ `Done`), or shutdown
     /// interrupts a retry (→ `Interrupted`, not committed).
-    async fn process<T, H>(&self, message: &OwnedMessage, handler: &H, shutdown: &CancellationToken) -> Outcome
+    async fn process<T, H>(
+        &self,
+        message: &OwnedMessage,
+        handler: &H,
+        shutdown: &CancellationToken,
+    ) -> Outcome
     where
         T: DeserializeOwned + Send + 'static,
         H: Handler<T>,
@@ -338,7 +365,11 @@ impl ConsumerLoop {
             // Decoding again on each attempt keeps `T: Clone` out of the handler's contract.
             let record = match decode::<T>(message) {
                 Ok(record) => record,
-                Err(reason) => return self.dead_letter(message, DeadLetterKind::Decode, &reason, shutdown).await,
+                Err(reason) => {
+                    return self
+                        .dead_letter(message, DeadLetterKind::Decode, &reason, shutdown)
+                        .await;
+                }
             };
             match handler.handle(record).await {
                 Ok(()) => {
@@ -347,7 +378,9 @@ impl ConsumerLoop {
                     return Outcome::Done;
                 }
                 Err(HandlerError::Permanent(reason)) => {
-                    return self.dead_letter(message, DeadLetterKind::Rejected, &reason, shutdown).await;
+                    return self
+                        .dead_letter(message, DeadLetterKind::Rejected, &reason, shutdown)
+                        .await;
                 }
                 Err(HandlerError::Transient(err)) => {
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -375,8 +408,12 @@ impl ConsumerLoop {
         shutdown: &CancellationToken,
     ) -> Outcome {
         tracing::warn!(
-            topic = message.topic(), partition = message.partition(), offset = message.offset(),
-            kind = kind.as_str(), reason, "dead-lettering record"
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset(),
+            kind = kind.as_str(),
+            reason,
+            "dead-lettering record"
         );
         let mut backoff = self.options.retry_initial;
         loop {
@@ -426,7 +463,10 @@ impl ConsumerLoop {
 fn next_offsets(batch: &[OwnedMessage]) -> HashMap<(String, i32), i64> {
     let mut offsets = HashMap::new();
     for message in batch {
-        offsets.insert((message.topic().to_owned(), message.partition()), message.offset() + 1);
+        offsets.insert(
+            (message.topic().to_owned(), message.partition()),
+            message.offset() + 1,
+        );
     }
     offsets
 }
@@ -441,14 +481,22 @@ pub fn decode<T: DeserializeOwned>(message: &OwnedMessage) -> Result<Record<T>, 
                 .to_owned(),
         ),
     };
-    let payload = message.payload().ok_or_else(|| "record has no payload".to_owned())?;
-    let value = serde_json::from_slice(payload).map_err(|err| format!("payload is not a valid record: {err}"))?;
+    let payload = message
+        .payload()
+        .ok_or_else(|| "record has no payload".to_owned())?;
+    let value = serde_json::from_slice(payload)
+        .map_err(|err| format!("payload is not a valid record: {err}"))?;
     let headers = message
         .headers()
         .map(|headers| {
             headers
                 .iter()
-                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();

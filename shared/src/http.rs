@@ -11,12 +11,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use serde::Serialize;
@@ -41,7 +41,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, error: impl Into<String>) -> Self {
-        ApiError { status, error: error.into(), detail: None }
+        ApiError {
+            status,
+            error: error.into(),
+            detail: None,
+        }
     }
     pub fn bad_request(error: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, error)
@@ -121,7 +125,9 @@ pub struct Readiness {
 
 impl Readiness {
     pub fn new(kafka: &Kafka) -> anyhow::Result<Self> {
-        Ok(Readiness { admin: Arc::new(kafka.client_config().create()?) })
+        Ok(Readiness {
+            admin: Arc::new(kafka.client_config().create()?),
+        })
     }
 
     /// Number of brokers, if the cluster answers within [`READINESS_TIMEOUT`].
@@ -138,7 +144,10 @@ impl Readiness {
 /// `/healthz`, `/readyz` and `/metrics`, to merge into a service's router.
 pub fn ops_router(readiness: Readiness) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(readiness)
@@ -153,7 +162,10 @@ async fn readyz(State(readiness): State<Readiness>) -> Result<Json<Value>, ApiEr
 
 async fn metrics_text() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         metrics::encode(),
     )
 }
@@ -198,8 +210,13 @@ mod tests {
     async fn call(req: axum::http::Request<Body>) -> (StatusCode, Value) {
         let response = app().oneshot(req).await.unwrap();
         let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     fn post_json(body: &str) -> axum::http::Request<Body> {
@@ -214,7 +231,13 @@ mod tests {
         let (status, body) = call(post_json("{not json")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"], "invalid request body");
-        assert!(body["detail"].as_str().unwrap().contains("parse the request body"), "{body}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("parse the request body"),
+            "{body}"
+        );
     }
 
     #[tokio::test]
@@ -226,7 +249,9 @@ mod tests {
 
     #[tokio::test]
     async fn missing_content_type_is_a_415() {
-        let req = axum::http::Request::post("/n").body(Body::from("{}")).unwrap();
+        let req = axum::http::Request::post("/n")
+            .body(Body::from("{}"))
+            .unwrap();
         let (status, body) = call(req).await;
         assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
         assert_eq!(body["error"], "invalid request body");
@@ -234,7 +259,9 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_route_is_a_json_404() {
-        let req = axum::http::Request::get("/nope").body(Body::empty()).unwrap();
+        let req = axum::http::Request::get("/nope")
+            .body(Body::empty())
+            .unwrap();
         let (status, body) = call(req).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body["error"], "no such route");

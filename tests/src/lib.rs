@@ -18,7 +18,12 @@ pub struct Ping {
 
 impl Ping {
     pub fn new(seq: u64, key: impl Into<String>) -> Self {
-        Ping { id: shared::event::new_event_id(), key: key.into(), seq, at: Utc::now() }
+        Ping {
+            id: shared::event::new_event_id(),
+            key: key.into(),
+            seq,
+            at: Utc::now(),
+        }
     }
 }
 

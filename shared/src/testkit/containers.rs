@@ -18,13 +18,21 @@ use testcontainers::{ContainerAsync, ContainerRequest, GenericImage, ImageExt};
 use testcontainers_modules::kafka::apache;
 
 pub enum KafkaContainer {
-    Apache { _container: ContainerAsync<apache::Kafka>, bootstrap: String },
-    Tansu { _container: ContainerAsync<GenericImage>, bootstrap: String },
+    Apache {
+        _container: ContainerAsync<apache::Kafka>,
+        bootstrap: String,
+    },
+    Tansu {
+        _container: ContainerAsync<GenericImage>,
+        bootstrap: String,
+    },
 }
 
 impl KafkaContainer {
     pub async fn start() -> anyhow::Result<KafkaContainer> {
-        let image = std::env::var("KAFKA_TEST_IMAGE").ok().filter(|s| !s.is_empty());
+        let image = std::env::var("KAFKA_TEST_IMAGE")
+            .ok()
+            .filter(|s| !s.is_empty());
         match image {
             Some(image) if image.contains("tansu") => Self::tansu(&image).await,
             Some(image) => Self::apache(Some(&image)).await,
@@ -34,7 +42,9 @@ impl KafkaContainer {
 
     pub fn bootstrap(&self) -> &str {
         match self {
-            KafkaContainer::Apache { bootstrap, .. } | KafkaContainer::Tansu { bootstrap, .. } => bootstrap,
+            KafkaContainer::Apache { bootstrap, .. } | KafkaContainer::Tansu { bootstrap, .. } => {
+                bootstrap
+            }
         }
     }
 
@@ -49,7 +59,10 @@ impl KafkaContainer {
             .await
             .context("cannot start the Kafka container (no image can be pulled here: set KAFKA_TEST_IMAGE to a local image)")?;
         let port = container.get_host_port_ipv4(apache::KAFKA_PORT).await?;
-        Ok(KafkaContainer::Apache { _container: container, bootstrap: format!("127.0.0.1:{port}") })
+        Ok(KafkaContainer::Apache {
+            _container: container,
+            bootstrap: format!("127.0.0.1:{port}"),
+        })
     }
 
     async fn tansu(image: &str) -> anyhow::Result<KafkaContainer> {
@@ -72,8 +85,13 @@ impl KafkaContainer {
             .with_startup_timeout(Duration::from_secs(60))
             .start()
             .await
-            .with_context(|| format!("cannot start container {image} (build it with .ci/tansu-image.sh)"))?;
-        Ok(KafkaContainer::Tansu { _container: container, bootstrap: format!("127.0.0.1:{port}") })
+            .with_context(|| {
+                format!("cannot start container {image} (build it with .ci/tansu-image.sh)")
+            })?;
+        Ok(KafkaContainer::Tansu {
+            _container: container,
+            bootstrap: format!("127.0.0.1:{port}"),
+        })
     }
 }
 
@@ -84,4 +102,3 @@ fn split_image(image: &str) -> (String, String) {
         _ => (image.to_owned(), "latest".to_owned()),
     }
 }
-

@@ -40,7 +40,10 @@ pub enum Backend {
 impl Backend {
     /// `CASESTUDIES_TEST_KAFKA`, `embedded` when unset.
     pub fn from_env() -> anyhow::Result<Backend> {
-        match std::env::var("CASESTUDIES_TEST_KAFKA").as_deref().unwrap_or("embedded") {
+        match std::env::var("CASESTUDIES_TEST_KAFKA")
+            .as_deref()
+            .unwrap_or("embedded")
+        {
             "" | "embedded" => Ok(Backend::Embedded),
             "tansu" => Ok(Backend::Tansu),
             "testcontainers" => Ok(Backend::Testcontainers),
@@ -58,7 +61,7 @@ impl Backend {
 enum Guard {
     None,
     Tansu(tansu::TansuProcess),
-    Container(containers::KafkaContainer),
+    Container(Box<containers::KafkaContainer>),
 }
 
 /// A broker for one test, with a topic prefix and group ids no other test uses.
@@ -81,23 +84,36 @@ impl TestKafka {
             }
             Backend::Tansu => {
                 let process = tansu::TansuProcess::start().await?;
-                (Kafka::external(process.bootstrap(), &prefix, Vec::new()), Guard::Tansu(process))
+                (
+                    Kafka::external(process.bootstrap(), &prefix, Vec::new()),
+                    Guard::Tansu(process),
+                )
             }
             Backend::Testcontainers => {
                 let container = containers::KafkaContainer::start().await?;
-                (Kafka::external(container.bootstrap(), &prefix, Vec::new()), Guard::Container(container))
+                (
+                    Kafka::external(container.bootstrap(), &prefix, Vec::new()),
+                    Guard::Container(Box::new(container)),
+                )
             }
             Backend::External => {
                 let bootstrap = std::env::var("KAFKA_BOOTSTRAP_SERVERS")
                     .context("CASESTUDIES_TEST_KAFKA=external needs KAFKA_BOOTSTRAP_SERVERS")?;
                 let properties = crate::config::client_properties_from_env(std::env::vars());
-                (Kafka::external(&bootstrap, &prefix, properties), Guard::None)
+                (
+                    Kafka::external(&bootstrap, &prefix, properties),
+                    Guard::None,
+                )
             }
         };
         if backend != Backend::Embedded {
             wait_until_ready(&kafka, Duration::from_secs(60)).await?;
         }
-        Ok(TestKafka { kafka, backend, _guard: guard })
+        Ok(TestKafka {
+            kafka,
+            backend,
+            _guard: guard,
+        })
     }
 
     /// The cluster, with this test's topic prefix.
@@ -136,7 +152,10 @@ impl TestKafka {
         let deadline = tokio::time::Instant::now() + timeout;
         let partitions = loop {
             let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
-            let count = metadata.topics().first().map_or(0, |t| t.partitions().len());
+            let count = metadata
+                .topics()
+                .first()
+                .map_or(0, |t| t.partitions().len());
             if count > 0 {
                 break count;
             }
@@ -167,14 +186,24 @@ impl TestKafka {
     }
 
     /// The first `n` dead letters of `topic`'s dead-letter topic.
-    pub async fn read_dlq(&self, topic: &str, n: usize, timeout: Duration) -> anyhow::Result<Vec<DeadLetter>> {
+    pub async fn read_dlq(
+        &self,
+        topic: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<DeadLetter>> {
         let dlq = dlq_name(topic);
         self.wait_for_records(&dlq, n, timeout)
             .await?
             .iter()
             .map(|m| {
-                DeadLetter::from_message(m)
-                    .ok_or_else(|| anyhow!("record at {}:{} lacks dead-letter headers", m.partition(), m.offset()))
+                DeadLetter::from_message(m).ok_or_else(|| {
+                    anyhow!(
+                        "record at {}:{} lacks dead-letter headers",
+                        m.partition(),
+                        m.offset()
+                    )
+                })
             })
             .collect()
     }
@@ -189,7 +218,10 @@ async fn wait_until_ready(kafka: &Kafka, timeout: Duration) -> anyhow::Result<()
             Ok(brokers) if brokers > 0 => return Ok(()),
             result => {
                 if tokio::time::Instant::now() > deadline {
-                    bail!("broker at {} not ready after {timeout:?}: {result:?}", kafka.bootstrap_servers());
+                    bail!(
+                        "broker at {} not ready after {timeout:?}: {result:?}",
+                        kafka.bootstrap_servers()
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -199,5 +231,7 @@ async fn wait_until_ready(kafka: &Kafka, timeout: Duration) -> anyhow::Result<()
 
 /// A free TCP port on loopback (free when asked; the OS may hand it out again later).
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }

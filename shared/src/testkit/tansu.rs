@@ -47,7 +47,10 @@ impl TansuProcess {
                     binary.display()
                 )
             })?;
-        Ok(TansuProcess { child, bootstrap: format!("127.0.0.1:{port}") })
+        Ok(TansuProcess {
+            child,
+            bootstrap: format!("127.0.0.1:{port}"),
+        })
     }
 
     pub fn bootstrap(&self) -> &str {

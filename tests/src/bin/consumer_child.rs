@@ -43,7 +43,12 @@ async fn main() -> anyhow::Result<()> {
         .property("heartbeat.interval.ms", "500");
     // Wait for a full batch, so a kill lands in the middle of one.
     options.batch_linger = Duration::from_millis(500);
-    let out = Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(&args.out)?);
+    let out = Mutex::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&args.out)?,
+    );
     let delay = Duration::from_millis(args.delay_ms);
     let handler = move |record: Record<Ping>| {
         let line = format!("{}\n", record.value.seq);

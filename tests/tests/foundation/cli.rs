@@ -28,9 +28,27 @@ fn topics_table_lists_every_topic_of_the_case_studies() {
             .unwrap_or_else(|| panic!("{topic} missing from:\n{table}"));
         assert!(row.contains(key), "{topic} should be keyed by {key}: {row}");
     }
-    assert_eq!(table.lines().filter(|l| l.starts_with("alice.")).count(), casestudies::all_topics().len());
+    assert_eq!(
+        table.lines().filter(|l| l.starts_with("alice.")).count(),
+        casestudies::all_topics().len()
+    );
     // High-volume topics follow the notes: more than 30 partitions.
-    for topic in casestudies::all_topics().iter().filter(|t| ["show_position", "user_position", "taxi_position", "posts", "likes", "comments"].contains(&t.name)) {
-        assert!(topic.partitions > 30, "{} has {}", topic.name, topic.partitions);
+    for topic in casestudies::all_topics().iter().filter(|t| {
+        [
+            "show_position",
+            "user_position",
+            "taxi_position",
+            "posts",
+            "likes",
+            "comments",
+        ]
+        .contains(&t.name)
+    }) {
+        assert!(
+            topic.partitions > 30,
+            "{} has {}",
+            topic.name,
+            topic.partitions
+        );
     }
 }

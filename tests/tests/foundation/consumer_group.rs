@@ -13,7 +13,11 @@ fn member(
     kafka: &TestKafka,
     name: &'static str,
     seen: &Seen,
-) -> (Arc<shared::ConsumerStats>, CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+) -> (
+    Arc<shared::ConsumerStats>,
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
     let options = ConsumerOptions::new(kafka.group_id("split"), [kafka.kafka().topic(&PINGS)])
         .property("session.timeout.ms", "6000")
         .property("heartbeat.interval.ms", "500");
@@ -23,7 +27,11 @@ fn member(
     let seen = Arc::clone(seen);
     let task = tokio::spawn(consumer.run(
         move |record: Record<Ping>| {
-            seen.lock().unwrap().entry(name).or_default().insert(record.partition);
+            seen.lock()
+                .unwrap()
+                .entry(name)
+                .or_default()
+                .insert(record.partition);
             async { Ok::<_, HandlerError>(()) }
         },
         shutdown.clone(),
@@ -48,10 +56,14 @@ async fn two_members_split_the_partitions_and_one_takes_all_when_the_other_leave
     let (a_stats, a_stop, a_task) = member(&kafka, "a", &seen);
     let (b_stats, b_stop, b_task) = member(&kafka, "b", &seen);
 
-    crate::eventually(Duration::from_secs(60), "both members hold partitions", || {
-        let (a, b) = (a_stats.assigned_partitions(), b_stats.assigned_partitions());
-        async move { a > 0 && b > 0 && a + b == 6 }
-    })
+    crate::eventually(
+        Duration::from_secs(60),
+        "both members hold partitions",
+        || {
+            let (a, b) = (a_stats.assigned_partitions(), b_stats.assigned_partitions());
+            async move { a > 0 && b > 0 && a + b == 6 }
+        },
+    )
     .await;
     produce(&kafka, 0, 120).await;
     crate::eventually(Duration::from_secs(30), "120 records processed", || {
@@ -62,7 +74,10 @@ async fn two_members_split_the_partitions_and_one_takes_all_when_the_other_leave
     {
         let seen = seen.lock().unwrap();
         let (a, b) = (&seen["a"], &seen["b"]);
-        assert!(a.is_disjoint(b), "a partition has one owner: a={a:?} b={b:?}");
+        assert!(
+            a.is_disjoint(b),
+            "a partition has one owner: a={a:?} b={b:?}"
+        );
         assert_eq!(a.union(b).count(), 6, "every partition is owned");
     }
 
@@ -82,7 +97,11 @@ async fn two_members_split_the_partitions_and_one_takes_all_when_the_other_leave
         async move { n >= before + 60 }
     })
     .await;
-    assert_eq!(seen.lock().unwrap()["a"].len(), 6, "a now reads every partition");
+    assert_eq!(
+        seen.lock().unwrap()["a"].len(),
+        6,
+        "a now reads every partition"
+    );
 
     // Lag as `casestudies lag` shows it: a has committed everything it processed.
     let group = kafka.group_id("split");

@@ -17,7 +17,13 @@ async fn undecodable_and_rejected_records_go_to_the_dlq_and_the_consumer_moves_o
     // One key, so all four records share a partition and their order is fixed.
     let key = "same-key";
     let bad = producer
-        .send(&topic, Some(key.as_bytes()), Some(b"{not json"), OwnedHeaders::new(), None)
+        .send(
+            &topic,
+            Some(key.as_bytes()),
+            Some(b"{not json"),
+            OwnedHeaders::new(),
+            None,
+        )
         .await
         .unwrap();
     let good = Ping::new(1, key);
@@ -29,7 +35,11 @@ async fn undecodable_and_rejected_records_go_to_the_dlq_and_the_consumer_moves_o
 
     let seen: Arc<Mutex<Vec<u64>>> = Arc::default();
     let sink = Arc::clone(&seen);
-    let consumer = ConsumerLoop::new(kafka.kafka(), ConsumerOptions::new(kafka.group_id("dlq"), [&topic])).unwrap();
+    let consumer = ConsumerLoop::new(
+        kafka.kafka(),
+        ConsumerOptions::new(kafka.group_id("dlq"), [&topic]),
+    )
+    .unwrap();
     let stats = consumer.stats();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(consumer.run(
@@ -45,33 +55,69 @@ async fn undecodable_and_rejected_records_go_to_the_dlq_and_the_consumer_moves_o
         shutdown.clone(),
     ));
 
-    let dead = kafka.read_dlq(&topic, 2, Duration::from_secs(30)).await.unwrap();
-    crate::eventually(Duration::from_secs(10), "both good records processed", || {
-        let n = stats.processed();
-        async move { n >= 2 }
-    })
+    let dead = kafka
+        .read_dlq(&topic, 2, Duration::from_secs(30))
+        .await
+        .unwrap();
+    crate::eventually(
+        Duration::from_secs(10),
+        "both good records processed",
+        || {
+            let n = stats.processed();
+            async move { n >= 2 }
+        },
+    )
     .await;
     shutdown.cancel();
     task.await.unwrap().unwrap();
 
-    assert_eq!(*seen.lock().unwrap(), vec![1, 2], "good records processed, in order, around the bad ones");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![1, 2],
+        "good records processed, in order, around the bad ones"
+    );
     assert_eq!(stats.dead_lettered(), 2);
 
-    let decode = dead.iter().find(|d| d.kind == "decode").expect("decode dead letter");
-    assert!(decode.error.contains("payload is not a valid record"), "{}", decode.error);
+    let decode = dead
+        .iter()
+        .find(|d| d.kind == "decode")
+        .expect("decode dead letter");
+    assert!(
+        decode.error.contains("payload is not a valid record"),
+        "{}",
+        decode.error
+    );
     assert_eq!(decode.source_topic, topic);
-    assert_eq!((decode.source_partition, decode.source_offset), (bad.partition, bad.offset));
-    assert_eq!(decode.payload.as_deref(), Some(&b"{not json"[..]), "original bytes kept");
+    assert_eq!(
+        (decode.source_partition, decode.source_offset),
+        (bad.partition, bad.offset)
+    );
+    assert_eq!(
+        decode.payload.as_deref(),
+        Some(&b"{not json"[..]),
+        "original bytes kept"
+    );
     assert_eq!(decode.key.as_deref(), Some(key.as_bytes()));
 
-    let reject = dead.iter().find(|d| d.kind == "rejected").expect("rejected dead letter");
-    assert!(reject.error.contains("seq 666 is not allowed"), "{}", reject.error);
+    let reject = dead
+        .iter()
+        .find(|d| d.kind == "rejected")
+        .expect("rejected dead letter");
+    assert!(
+        reject.error.contains("seq 666 is not allowed"),
+        "{}",
+        reject.error
+    );
     assert_eq!(reject.source_offset, rejected.offset);
 
     let metrics = shared::metrics::encode();
     let line = metrics
         .lines()
-        .find(|l| l.starts_with("kafka_records_dead_lettered_total") && l.contains(&topic) && l.contains("decode"))
+        .find(|l| {
+            l.starts_with("kafka_records_dead_lettered_total")
+                && l.contains(&topic)
+                && l.contains("decode")
+        })
         .unwrap_or_else(|| panic!("no dead-letter counter for {topic} in:\n{metrics}"));
     assert!(line.ends_with(" 1"), "{line}");
 }

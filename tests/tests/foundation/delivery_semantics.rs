@@ -58,14 +58,22 @@ async fn kill_mid_batch_then_replace(mode: DeliveryMode) -> (Vec<u64>, Vec<u64>)
     };
 
     let mut first = spawn_child(&kafka, &group, mode_arg, &first_out);
-    crate::eventually(Duration::from_secs(60), "first consumer processes 10 records", || {
-        let n = read_seqs(&first_out).len();
-        async move { n >= 10 }
-    })
+    crate::eventually(
+        Duration::from_secs(60),
+        "first consumer processes 10 records",
+        || {
+            let n = read_seqs(&first_out).len();
+            async move { n >= 10 }
+        },
+    )
     .await;
     sigkill(&mut first);
     let killed = read_seqs(&first_out);
-    assert!(killed.len() < 50, "killed inside the first batch of 50 ({} processed)", killed.len());
+    assert!(
+        killed.len() < 50,
+        "killed inside the first batch of 50 ({} processed)",
+        killed.len()
+    );
 
     let mut second = spawn_child(&kafka, &group, mode_arg, &second_out);
     // Done when the group has committed everything and the replacement has stopped writing.
@@ -73,12 +81,21 @@ async fn kill_mid_batch_then_replace(mode: DeliveryMode) -> (Vec<u64>, Vec<u64>)
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let lag = shared::lag::group_lag(kafka.kafka(), &group, Some(&kafka.kafka().topic(&PINGS))).await.unwrap();
+        let lag = shared::lag::group_lag(kafka.kafka(), &group, Some(&kafka.kafka().topic(&PINGS)))
+            .await
+            .unwrap();
         let len = read_seqs(&second_out).len();
-        if lag.total_lag() == 0 && lag.partitions.iter().all(|p| p.committed.is_some()) && len == last_len {
+        if lag.total_lag() == 0
+            && lag.partitions.iter().all(|p| p.committed.is_some())
+            && len == last_len
+        {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "replacement did not catch up (lag {})", lag.total_lag());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replacement did not catch up (lag {})",
+            lag.total_lag()
+        );
         last_len = len;
     }
     second.kill().unwrap();
@@ -93,7 +110,11 @@ async fn at_least_once_redelivers_what_a_killed_consumer_had_not_committed() {
     assert_eq!(all, (0..RECORDS).collect(), "nothing lost");
     // The killed consumer's batch was never committed: its records came again.
     let redelivered = killed.iter().filter(|s| replacement.contains(s)).count();
-    assert_eq!(redelivered, killed.len(), "every record of the uncommitted batch is re-delivered");
+    assert_eq!(
+        redelivered,
+        killed.len(),
+        "every record of the uncommitted batch is re-delivered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -102,7 +123,17 @@ async fn at_most_once_loses_the_rest_of_a_killed_consumers_batch() {
     let all: HashSet<u64> = killed.iter().chain(&replacement).copied().collect();
     let lost = RECORDS as usize - all.len();
     // The batch of 50 was committed before processing; the kill left 50 - processed unprocessed.
-    assert!(lost > 0, "at-most-once must lose the unprocessed part of the batch");
-    assert_eq!(lost, 50 - killed.len(), "exactly the rest of the killed batch is lost");
-    assert!(killed.iter().all(|s| !replacement.contains(s)), "nothing processed twice");
+    assert!(
+        lost > 0,
+        "at-most-once must lose the unprocessed part of the batch"
+    );
+    assert_eq!(
+        lost,
+        50 - killed.len(),
+        "exactly the rest of the killed batch is lost"
+    );
+    assert!(
+        killed.iter().all(|s| !replacement.contains(s)),
+        "nothing processed twice"
+    );
 }

@@ -6,6 +6,7 @@ mod cli;
 mod consumer_group;
 mod dead_letters;
 mod delivery_semantics;
+mod http_ops;
 mod provisioning;
 mod round_trip;
 
@@ -20,7 +21,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + timeout;
     while !condition().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -8,8 +8,15 @@ use shared::testkit::TestKafka;
 /// Partition count of every topic the cluster reports.
 fn partition_counts(kafka: &shared::Kafka) -> HashMap<String, usize> {
     let admin: AdminClient<DefaultClientContext> = kafka.client_config().create().unwrap();
-    let metadata = admin.inner().fetch_metadata(None, Duration::from_secs(10)).unwrap();
-    metadata.topics().iter().map(|t| (t.name().to_owned(), t.partitions().len())).collect()
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap();
+    metadata
+        .topics()
+        .iter()
+        .map(|t| (t.name().to_owned(), t.partitions().len()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -19,20 +26,36 @@ async fn provisions_every_topic_of_every_case_study_idempotently() {
 
     let first = kafka.provision(&specs).await.unwrap();
     let consumed = specs.iter().filter(|s| !s.consumers.is_empty()).count();
-    assert_eq!(first.created.len(), specs.len() + consumed, "every topic and every DLQ created");
+    assert_eq!(
+        first.created.len(),
+        specs.len() + consumed,
+        "every topic and every DLQ created"
+    );
     assert!(first.existing.is_empty());
 
     let counts = partition_counts(kafka.kafka());
     for spec in &specs {
         let name = kafka.kafka().topic(spec);
-        assert_eq!(counts.get(&name).copied(), Some(spec.partitions as usize), "{name}");
+        assert_eq!(
+            counts.get(&name).copied(),
+            Some(spec.partitions as usize),
+            "{name}"
+        );
         if let Some(dlq) = spec.dlq_name(kafka.kafka().prefix()) {
-            assert_eq!(counts.get(&dlq).copied(), Some(shared::topics::DLQ_PARTITIONS as usize), "{dlq}");
+            assert_eq!(
+                counts.get(&dlq).copied(),
+                Some(shared::topics::DLQ_PARTITIONS as usize),
+                "{dlq}"
+            );
         }
     }
 
     let second = kafka.provision(&specs).await.unwrap();
-    assert!(second.created.is_empty(), "second run creates nothing: {:?}", second.created);
+    assert!(
+        second.created.is_empty(),
+        "second run creates nothing: {:?}",
+        second.created
+    );
     assert_eq!(second.existing.len(), first.created.len());
     assert!(second.under_partitioned.is_empty());
 }
@@ -46,9 +69,13 @@ async fn reports_an_existing_topic_with_fewer_partitions_than_its_spec() {
     match kafka.kafka().embedded_broker() {
         Some(broker) => broker.create_topic(&name, 2, 1).unwrap(),
         None => {
-            let admin: AdminClient<DefaultClientContext> = kafka.kafka().client_config().create().unwrap();
+            let admin: AdminClient<DefaultClientContext> =
+                kafka.kafka().client_config().create().unwrap();
             let results = admin
-                .create_topics(&[NewTopic::new(&name, 2, TopicReplication::Fixed(1))], &AdminOptions::new())
+                .create_topics(
+                    &[NewTopic::new(&name, 2, TopicReplication::Fixed(1))],
+                    &AdminOptions::new(),
+                )
                 .await
                 .unwrap();
             assert!(results.iter().all(Result::is_ok), "{results:?}");
@@ -61,6 +88,13 @@ async fn reports_an_existing_topic_with_fewer_partitions_than_its_spec() {
     }
 
     let report = kafka.provision(&[spec]).await.unwrap();
-    assert_eq!(report.under_partitioned, vec![(kafka.kafka().topic(&spec), 2, 6)]);
-    assert_eq!(partition_counts(kafka.kafka())[&kafka.kafka().topic(&spec)], 2, "left unchanged");
+    assert_eq!(
+        report.under_partitioned,
+        vec![(kafka.kafka().topic(&spec), 2, 6)]
+    );
+    assert_eq!(
+        partition_counts(kafka.kafka())[&kafka.kafka().topic(&spec)],
+        2,
+        "left unchanged"
+    );
 }
