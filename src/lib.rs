@@ -13,7 +13,10 @@ use shared::lag::GroupLag;
 pub const CASE_STUDIES: &[(&str, &[TopicSpec])] = &[
     (movieflix::topics::CASE_STUDY, movieflix::topics::ALL),
     (gettaxi::topics::CASE_STUDY, gettaxi::topics::ALL),
-    (mysocialmedia::topics::CASE_STUDY, mysocialmedia::topics::ALL),
+    (
+        mysocialmedia::topics::CASE_STUDY,
+        mysocialmedia::topics::ALL,
+    ),
     (mybank::topics::CASE_STUDY, mybank::topics::ALL),
     (ingestion::topics::CASE_STUDY, ingestion::topics::ALL),
     (logging::topics::CASE_STUDY, logging::topics::ALL),
@@ -21,12 +24,22 @@ pub const CASE_STUDIES: &[(&str, &[TopicSpec])] = &[
 
 /// The topics of all six case studies.
 pub fn all_topics() -> Vec<TopicSpec> {
-    CASE_STUDIES.iter().flat_map(|(_, specs)| specs.iter().copied()).collect()
+    CASE_STUDIES
+        .iter()
+        .flat_map(|(_, specs)| specs.iter().copied())
+        .collect()
 }
 
 /// The `casestudies topics` table: one row per topic, with its full name under `prefix`.
 pub fn topics_table(prefix: &str) -> String {
-    let header = ["TOPIC", "KEY", "PARTITIONS", "RETENTION", "CLEANUP", "PRODUCERS -> CONSUMERS"];
+    let header = [
+        "TOPIC",
+        "KEY",
+        "PARTITIONS",
+        "RETENTION",
+        "CLEANUP",
+        "PRODUCERS -> CONSUMERS",
+    ];
     let rows: Vec<Vec<String>> = all_topics()
         .iter()
         .map(|t| {
@@ -52,7 +65,13 @@ pub fn topics_table(prefix: &str) -> String {
 
 /// The `casestudies lag` table, like `kafka-consumer-groups --describe`.
 pub fn lag_table(lag: &GroupLag) -> String {
-    let header = ["TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"];
+    let header = [
+        "TOPIC",
+        "PARTITION",
+        "CURRENT-OFFSET",
+        "LOG-END-OFFSET",
+        "LAG",
+    ];
     let rows: Vec<Vec<String>> = lag
         .partitions
         .iter()
@@ -60,7 +79,8 @@ pub fn lag_table(lag: &GroupLag) -> String {
             vec![
                 p.topic.clone(),
                 p.partition.to_string(),
-                p.committed.map_or_else(|| "-".to_owned(), |o| o.to_string()),
+                p.committed
+                    .map_or_else(|| "-".to_owned(), |o| o.to_string()),
                 p.log_end.to_string(),
                 p.lag.to_string(),
             ]
@@ -70,7 +90,11 @@ pub fn lag_table(lag: &GroupLag) -> String {
         "GROUP {}  state: {}  members: {}\n\n",
         lag.group,
         lag.state.as_deref().unwrap_or("unknown"),
-        if lag.members.is_empty() { "none".to_owned() } else { lag.members.join(", ") }
+        if lag.members.is_empty() {
+            "none".to_owned()
+        } else {
+            lag.members.join(", ")
+        }
     );
     if rows.is_empty() {
         out.push_str("no committed offsets for this group\n");
@@ -90,7 +114,11 @@ fn render(header: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         padded.join("  ").trim_end().to_owned() + "\n"
     };
     let mut out = line(header.to_vec());

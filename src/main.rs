@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use shared::{Kafka, KafkaArgs, provision};
 
 #[derive(Parser)]
-#[command(name = "casestudies", version, about = "Six real-world Kafka architectures, in Rust")]
+#[command(
+    name = "casestudies",
+    version,
+    about = "Six real-world Kafka architectures, in Rust"
+)]
 struct Cli {
     #[command(flatten)]
     kafka: KafkaArgs,
@@ -39,15 +43,23 @@ async fn main() -> anyhow::Result<()> {
         Command::Topics => print!("{}", casestudies::topics_table(&cli.kafka.topic_prefix)),
         Command::Broker => {
             if cli.kafka.bootstrap_servers.is_some() {
-                tracing::warn!("`broker` always starts the embedded broker; KAFKA_BOOTSTRAP_SERVERS is ignored");
+                tracing::warn!(
+                    "`broker` always starts the embedded broker; KAFKA_BOOTSTRAP_SERVERS is ignored"
+                );
             }
-            let args = KafkaArgs { bootstrap_servers: None, ..cli.kafka };
+            let args = KafkaArgs {
+                bootstrap_servers: None,
+                ..cli.kafka
+            };
             let kafka = Kafka::connect(&args)?;
             let report = provision(&kafka, &casestudies::all_topics()).await?;
             let address = kafka.bootstrap_servers();
             println!("embedded Kafka broker (librdkafka mock cluster) is running");
             println!("bootstrap servers: {address}");
-            println!("topics provisioned: {}", report.created.len() + report.existing.len());
+            println!(
+                "topics provisioned: {}",
+                report.created.len() + report.existing.len()
+            );
             println!();
             println!("  inspect:     kcat -b {address} -L");
             println!("  use it:      export KAFKA_BOOTSTRAP_SERVERS={address}");

@@ -22,7 +22,11 @@ pub const USER_POSITION: TopicSpec = TopicSpec {
     cleanup: Cleanup::Delete,
     purpose: "rider positions from the user app, for matching, surge demand and ride cost",
     producers: &["user position service"],
-    consumers: &["driver matching", "surge pricing", "ride cost / analytics sink"],
+    consumers: &[
+        "driver matching",
+        "surge pricing",
+        "ride cost / analytics sink",
+    ],
 };
 
 /// Where each taxi is, and whether it is available.
@@ -35,7 +39,11 @@ pub const TAXI_POSITION: TopicSpec = TopicSpec {
     cleanup: Cleanup::Delete,
     purpose: "taxi positions and availability from the driver app, for matching, surge supply and ride cost",
     producers: &["taxi position service"],
-    consumers: &["driver matching", "surge pricing", "ride cost / analytics sink"],
+    consumers: &[
+        "driver matching",
+        "surge pricing",
+        "ride cost / analytics sink",
+    ],
 };
 
 /// The current surge multiplier per region.

@@ -21,7 +21,11 @@ pub const SHOW_POSITION: TopicSpec = TopicSpec {
     cleanup: Cleanup::Delete,
     purpose: "playback positions from every player, keyed by viewer so one viewer's events stay in order",
     producers: &["video position service"],
-    consumers: &["resuming service", "recommendation engine", "analytics sink"],
+    consumers: &[
+        "resuming service",
+        "recommendation engine",
+        "analytics sink",
+    ],
 };
 
 /// The latest next-show recommendations per viewer.

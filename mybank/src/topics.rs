@@ -65,4 +65,9 @@ pub const CONNECT_OFFSETS: TopicSpec = TopicSpec {
     consumers: &["source connector (on start)"],
 };
 
-pub const ALL: &[TopicSpec] = &[BANK_TRANSACTIONS, USER_SETTINGS, USER_ALERTS, CONNECT_OFFSETS];
+pub const ALL: &[TopicSpec] = &[
+    BANK_TRANSACTIONS,
+    USER_SETTINGS,
+    USER_ALERTS,
+    CONNECT_OFFSETS,
+];

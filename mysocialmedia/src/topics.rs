@@ -37,7 +37,10 @@ pub const LIKES: TopicSpec = TopicSpec {
     cleanup: Cleanup::Delete,
     purpose: "PostLiked / PostUnliked events, keyed by post so counting needs no repartition",
     producers: &["like/comment service"],
-    consumers: &["total likes & comments (streams)", "trending posts (streams)"],
+    consumers: &[
+        "total likes & comments (streams)",
+        "trending posts (streams)",
+    ],
 };
 
 /// A user commented on a post.
@@ -50,7 +53,10 @@ pub const COMMENTS: TopicSpec = TopicSpec {
     cleanup: Cleanup::Delete,
     purpose: "CommentAdded events, keyed by post",
     producers: &["like/comment service"],
-    consumers: &["total likes & comments (streams)", "trending posts (streams)"],
+    consumers: &[
+        "total likes & comments (streams)",
+        "trending posts (streams)",
+    ],
 };
 
 /// Each post with its live like and comment counts.

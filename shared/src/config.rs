@@ -59,7 +59,13 @@ fn is_client_property(property: &str) -> bool {
 
 /// Whether a property's value must never appear in logs.
 pub fn is_secret(property: &str) -> bool {
-    const SECRET_WORDS: &[&str] = &["password", "secret", "token", "oauthbearer.config", "key.pem"];
+    const SECRET_WORDS: &[&str] = &[
+        "password",
+        "secret",
+        "token",
+        "oauthbearer.config",
+        "key.pem",
+    ];
     SECRET_WORDS.iter().any(|word| property.contains(word)) || property == "ssl.key.location"
 }
 
@@ -68,7 +74,11 @@ pub fn redacted(properties: &[(String, String)]) -> Vec<(String, String)> {
     properties
         .iter()
         .map(|(k, v)| {
-            let shown = if is_secret(k) { "***".to_owned() } else { v.clone() };
+            let shown = if is_secret(k) {
+                "***".to_owned()
+            } else {
+                v.clone()
+            };
             (k.clone(), shown)
         })
         .collect()
@@ -79,7 +89,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]

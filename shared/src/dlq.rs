@@ -54,19 +54,40 @@ pub async fn dead_letter(
     let mut headers = OwnedHeaders::new();
     if let Some(original) = message.headers() {
         for header in original.iter() {
-            headers = headers.insert(Header { key: header.key, value: header.value });
+            headers = headers.insert(Header {
+                key: header.key,
+                value: header.value,
+            });
         }
     }
     let partition = message.partition().to_string();
     let offset = message.offset().to_string();
     let now = chrono::Utc::now().to_rfc3339();
     let headers = headers
-        .insert(Header { key: HEADER_ERROR, value: Some(error) })
-        .insert(Header { key: HEADER_ERROR_KIND, value: Some(kind.as_str()) })
-        .insert(Header { key: HEADER_SOURCE_TOPIC, value: Some(message.topic()) })
-        .insert(Header { key: HEADER_SOURCE_PARTITION, value: Some(partition.as_str()) })
-        .insert(Header { key: HEADER_SOURCE_OFFSET, value: Some(offset.as_str()) })
-        .insert(Header { key: HEADER_DEAD_LETTERED_AT, value: Some(now.as_str()) });
+        .insert(Header {
+            key: HEADER_ERROR,
+            value: Some(error),
+        })
+        .insert(Header {
+            key: HEADER_ERROR_KIND,
+            value: Some(kind.as_str()),
+        })
+        .insert(Header {
+            key: HEADER_SOURCE_TOPIC,
+            value: Some(message.topic()),
+        })
+        .insert(Header {
+            key: HEADER_SOURCE_PARTITION,
+            value: Some(partition.as_str()),
+        })
+        .insert(Header {
+            key: HEADER_SOURCE_OFFSET,
+            value: Some(offset.as_str()),
+        })
+        .insert(Header {
+            key: HEADER_DEAD_LETTERED_AT,
+            value: Some(now.as_str()),
+        });
     producer
         .send(
             &dlq_name(message.topic()),

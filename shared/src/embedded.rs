@@ -38,7 +38,9 @@ pub struct EmbeddedBroker {
 
 impl std::fmt::Debug for EmbeddedBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedBroker").field("bootstrap", &self.bootstrap).finish()
+        f.debug_struct("EmbeddedBroker")
+            .field("bootstrap", &self.bootstrap)
+            .finish()
     }
 }
 
@@ -61,7 +63,12 @@ impl EmbeddedBroker {
                 // Serve commands until every sender is gone, then drop (stop) the cluster.
                 for command in inbox {
                     match command {
-                        Command::CreateTopic { name, partitions, replication, reply } => {
+                        Command::CreateTopic {
+                            name,
+                            partitions,
+                            replication,
+                            reply,
+                        } => {
                             let result = cluster
                                 .create_topic(&name, partitions, replication)
                                 .map_err(|err| anyhow!("mock cluster cannot create {name}: {err}"));
@@ -78,7 +85,11 @@ impl EmbeddedBroker {
             bootstrap_servers = %bootstrap,
             "embedded Kafka broker (librdkafka mock cluster) listening; inspect it with `kcat -b {bootstrap} -L`"
         );
-        Ok(EmbeddedBroker { bootstrap, commands: Some(commands), owner: Some(owner) })
+        Ok(EmbeddedBroker {
+            bootstrap,
+            commands: Some(commands),
+            owner: Some(owner),
+        })
     }
 
     /// `host:port,...` of the mock brokers.
@@ -87,7 +98,12 @@ impl EmbeddedBroker {
     }
 
     /// Creates a topic through the mock API (the mock cluster ignores `CreateTopics`).
-    pub fn create_topic(&self, name: &str, partitions: i32, replication: i32) -> anyhow::Result<()> {
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication: i32,
+    ) -> anyhow::Result<()> {
         let (reply, answer) = mpsc::channel();
         self.commands
             .as_ref()
@@ -99,7 +115,9 @@ impl EmbeddedBroker {
                 reply,
             })
             .map_err(|_| anyhow!("the embedded broker has stopped"))?;
-        answer.recv().map_err(|_| anyhow!("the embedded broker has stopped"))?
+        answer
+            .recv()
+            .map_err(|_| anyhow!("the embedded broker has stopped"))?
     }
 }
 

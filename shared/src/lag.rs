@@ -41,18 +41,32 @@ impl GroupLag {
 
 /// The lag of `group` on `topic` (every partition), or, without a topic, on every topic with
 /// this handle's prefix where the group committed at least one offset.
-pub async fn group_lag(kafka: &Kafka, group: &str, topic: Option<&str>) -> anyhow::Result<GroupLag> {
+pub async fn group_lag(
+    kafka: &Kafka,
+    group: &str,
+    topic: Option<&str>,
+) -> anyhow::Result<GroupLag> {
     let mut config = kafka.client_config();
-    config.set("group.id", group).set("enable.auto.commit", "false");
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false");
     let consumer: BaseConsumer = config.create()?;
     let prefix = kafka.prefix().to_owned();
     let (group, topic) = (group.to_owned(), topic.map(str::to_owned));
     // Every call below blocks on the broker: run them on a blocking thread.
-    tokio::task::spawn_blocking(move || describe(&consumer, &group, &prefix, topic.as_deref())).await?
+    tokio::task::spawn_blocking(move || describe(&consumer, &group, &prefix, topic.as_deref()))
+        .await?
 }
 
-fn describe(consumer: &BaseConsumer, group: &str, prefix: &str, topic: Option<&str>) -> anyhow::Result<GroupLag> {
-    let metadata = consumer.fetch_metadata(topic, TIMEOUT).context("cannot read cluster metadata")?;
+fn describe(
+    consumer: &BaseConsumer,
+    group: &str,
+    prefix: &str,
+    topic: Option<&str>,
+) -> anyhow::Result<GroupLag> {
+    let metadata = consumer
+        .fetch_metadata(topic, TIMEOUT)
+        .context("cannot read cluster metadata")?;
     let mut all = TopicPartitionList::new();
     for t in metadata.topics() {
         let wanted = match topic {
@@ -65,7 +79,9 @@ fn describe(consumer: &BaseConsumer, group: &str, prefix: &str, topic: Option<&s
             }
         }
     }
-    let committed = consumer.committed_offsets(all, TIMEOUT).context("cannot read committed offsets")?;
+    let committed = consumer
+        .committed_offsets(all, TIMEOUT)
+        .context("cannot read committed offsets")?;
     let mut partitions = Vec::new();
     for element in committed.elements() {
         let committed = match element.offset() {
@@ -77,7 +93,13 @@ fn describe(consumer: &BaseConsumer, group: &str, prefix: &str, topic: Option<&s
         }
         let (low, high) = consumer
             .fetch_watermarks(element.topic(), element.partition(), TIMEOUT)
-            .with_context(|| format!("cannot read offsets of {}[{}]", element.topic(), element.partition()))?;
+            .with_context(|| {
+                format!(
+                    "cannot read offsets of {}[{}]",
+                    element.topic(),
+                    element.partition()
+                )
+            })?;
         partitions.push(PartitionLag {
             topic: element.topic().to_owned(),
             partition: element.partition(),
@@ -93,7 +115,10 @@ fn describe(consumer: &BaseConsumer, group: &str, prefix: &str, topic: Option<&s
         Ok(list) => match list.groups().first() {
             Some(g) => (
                 Some(g.state().to_owned()),
-                g.members().iter().map(|m| format!("{}@{}", m.client_id(), m.client_host())).collect(),
+                g.members()
+                    .iter()
+                    .map(|m| format!("{}@{}", m.client_id(), m.client_host()))
+                    .collect(),
             ),
             None => (None, Vec::new()),
         },
@@ -102,5 +127,10 @@ fn describe(consumer: &BaseConsumer, group: &str, prefix: &str, topic: Option<&s
             (None, Vec::new())
         }
     };
-    Ok(GroupLag { group: group.to_owned(), state, members, partitions })
+    Ok(GroupLag {
+        group: group.to_owned(),
+        state,
+        members,
+        partitions,
+    })
 }

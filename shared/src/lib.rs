@@ -18,6 +18,7 @@
 //! | [`http`]      | axum plumbing: `/healthz`, `/readyz`, `/metrics`, JSON errors, shutdown       |
 //! | [`metrics`]   | the process-wide Prometheus registry and the client counters                 |
 //! | [`shutdown`]  | SIGINT/SIGTERM → a cancellation token every task watches                      |
+//! | [`streams`]   | the streams runtime: RocksDB stores, changelogs, exact state, windows |
 //! | [`telemetry`] | tracing set-up (`RUST_LOG`, `LOG_FORMAT=json`)                                |
 //! | `testkit`     | (feature `testkit`) a broker per test: embedded, tansu, testcontainers, external |
 //!
@@ -36,6 +37,7 @@ pub mod metrics;
 pub mod producer;
 pub mod provision;
 pub mod shutdown;
+pub mod streams;
 pub mod telemetry;
 pub mod topics;
 

@@ -72,7 +72,10 @@ fn global() -> &'static Global {
             "Transient handler failures that were retried",
             client.retries.clone(),
         );
-        Global { registry: Mutex::new(registry), client }
+        Global {
+            registry: Mutex::new(registry),
+            client,
+        }
     })
 }
 
@@ -83,7 +86,11 @@ pub fn client() -> &'static ClientMetrics {
 
 /// Adds a metric to the process registry (e.g. a service's own counters).
 pub fn register(name: &str, help: &str, metric: impl Metric) {
-    global().registry.lock().expect("metrics registry lock").register(name, help, metric);
+    global()
+        .registry
+        .lock()
+        .expect("metrics registry lock")
+        .register(name, help, metric);
 }
 
 /// The registry in Prometheus text exposition format.

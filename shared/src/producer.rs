@@ -28,9 +28,15 @@ pub struct Delivery {
 #[derive(Debug, thiserror::Error)]
 pub enum ProduceError {
     #[error("cannot serialize {event_type}: {source}")]
-    Serialize { event_type: &'static str, source: serde_json::Error },
+    Serialize {
+        event_type: &'static str,
+        source: serde_json::Error,
+    },
     #[error("broker did not accept the record for {topic}: {source}")]
-    Kafka { topic: String, source: rdkafka::error::KafkaError },
+    Kafka {
+        topic: String,
+        source: rdkafka::error::KafkaError,
+    },
 }
 
 /// A cheap-to-clone producer shared by every task of a service.
@@ -59,14 +65,25 @@ impl EventProducer {
         key: &str,
         event: &E,
     ) -> Result<Delivery, ProduceError> {
-        let payload = serde_json::to_vec(event)
-            .map_err(|source| ProduceError::Serialize { event_type: E::TYPE, source })?;
+        let payload = serde_json::to_vec(event).map_err(|source| ProduceError::Serialize {
+            event_type: E::TYPE,
+            source,
+        })?;
         let event_id = event.event_id();
         let produced_at = Utc::now().to_rfc3339();
         let headers = OwnedHeaders::new()
-            .insert(Header { key: "event_id", value: Some(event_id.as_str()) })
-            .insert(Header { key: "event_type", value: Some(E::TYPE) })
-            .insert(Header { key: "produced_at", value: Some(produced_at.as_str()) });
+            .insert(Header {
+                key: "event_id",
+                value: Some(event_id.as_str()),
+            })
+            .insert(Header {
+                key: "event_type",
+                value: Some(E::TYPE),
+            })
+            .insert(Header {
+                key: "produced_at",
+                value: Some(produced_at.as_str()),
+            });
         self.send(
             topic,
             Some(key.as_bytes()),
@@ -98,10 +115,21 @@ impl EventProducer {
         }
         match self.producer.send(record, QUEUE_TIMEOUT).await {
             Ok(delivery) => {
-                metrics::client().produced.get_or_create(&TopicLabels { topic: topic.to_owned() }).inc();
-                Ok(Delivery { partition: delivery.partition, offset: delivery.offset })
+                metrics::client()
+                    .produced
+                    .get_or_create(&TopicLabels {
+                        topic: topic.to_owned(),
+                    })
+                    .inc();
+                Ok(Delivery {
+                    partition: delivery.partition,
+                    offset: delivery.offset,
+                })
             }
-            Err((source, _)) => Err(ProduceError::Kafka { topic: topic.to_owned(), source }),
+            Err((source, _)) => Err(ProduceError::Kafka {
+                topic: topic.to_owned(),
+                source,
+            }),
         }
     }
 

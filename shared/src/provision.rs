@@ -36,13 +36,24 @@ pub struct ProvisionReport {
 
 /// Creates every missing topic of `specs` (and their dead-letter topics) on `kafka`.
 pub async fn provision(kafka: &Kafka, specs: &[TopicSpec]) -> anyhow::Result<ProvisionReport> {
-    let wanted: Vec<PhysicalTopic> = specs.iter().flat_map(|s| s.physical(kafka.prefix())).collect();
+    let wanted: Vec<PhysicalTopic> = specs
+        .iter()
+        .flat_map(|s| s.physical(kafka.prefix()))
+        .collect();
+    provision_physical(kafka, &wanted).await
+}
+
+/// Creates every missing topic of `wanted` (already named): internal topics use this directly.
+pub async fn provision_physical(
+    kafka: &Kafka,
+    wanted: &[PhysicalTopic],
+) -> anyhow::Result<ProvisionReport> {
     let admin: Arc<AdminClient<DefaultClientContext>> = Arc::new(kafka.client_config().create()?);
     let (brokers, existing) = partition_counts(&admin).await?;
 
     let mut report = ProvisionReport::default();
     let mut missing = Vec::new();
-    for topic in &wanted {
+    for topic in wanted {
         match existing.get(&topic.name) {
             Some(&have) => {
                 if have < topic.partitions {
@@ -51,7 +62,9 @@ pub async fn provision(kafka: &Kafka, specs: &[TopicSpec]) -> anyhow::Result<Pro
                         "TOPIC HAS FEWER PARTITIONS THAN ITS SPEC: parallelism is capped at {have}; \
                          not changed automatically because adding partitions re-maps keys"
                     );
-                    report.under_partitioned.push((topic.name.clone(), have, topic.partitions));
+                    report
+                        .under_partitioned
+                        .push((topic.name.clone(), have, topic.partitions));
                 }
                 report.existing.push(topic.name.clone());
             }
@@ -68,7 +81,10 @@ pub async fn provision(kafka: &Kafka, specs: &[TopicSpec]) -> anyhow::Result<Pro
             embedded.create_topic(&topic.name, topic.partitions, replication)?;
         }
     } else {
-        let retention: Vec<String> = missing.iter().map(|t| t.retention.as_ms().to_string()).collect();
+        let retention: Vec<String> = missing
+            .iter()
+            .map(|t| t.retention.as_ms().to_string())
+            .collect();
         let new_topics: Vec<NewTopic<'_>> = missing
             .iter()
             .zip(&retention)
@@ -79,7 +95,10 @@ pub async fn provision(kafka: &Kafka, specs: &[TopicSpec]) -> anyhow::Result<Pro
             })
             .collect();
         let results = admin
-            .create_topics(&new_topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))))
+            .create_topics(
+                &new_topics,
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            )
             .await
             .context("CreateTopics request failed")?;
         for result in results {
@@ -103,9 +122,11 @@ pub async fn partition_counts(
 ) -> anyhow::Result<(i32, HashMap<String, i32>)> {
     let admin = Arc::clone(admin);
     // librdkafka's metadata call blocks: keep it off the async workers.
-    let metadata = tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, Duration::from_secs(10)))
-        .await?
-        .context("cannot read cluster metadata (is the broker reachable?)")?;
+    let metadata = tokio::task::spawn_blocking(move || {
+        admin.inner().fetch_metadata(None, Duration::from_secs(10))
+    })
+    .await?
+    .context("cannot read cluster metadata (is the broker reachable?)")?;
     let topics = metadata
         .topics()
         .iter()

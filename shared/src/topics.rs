@@ -173,8 +173,15 @@ mod tests {
         assert_eq!(physical[0].partitions, 32);
         assert_eq!(physical[1].name, "bob.movieflix.show_position.dlq");
         assert_eq!(physical[1].partitions, DLQ_PARTITIONS);
-        let unconsumed = TopicSpec { consumers: &[], ..SPEC };
-        assert_eq!(unconsumed.physical("").len(), 1, "nobody consumes it, nobody dead-letters");
+        let unconsumed = TopicSpec {
+            consumers: &[],
+            ..SPEC
+        };
+        assert_eq!(
+            unconsumed.physical("").len(),
+            1,
+            "nobody consumes it, nobody dead-letters"
+        );
     }
 
     #[test]

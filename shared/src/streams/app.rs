@@ -1,0 +1,956 @@
+//! The stream thread: consume a batch, hand each record to the processor with its task's
+//! state, then commit the batch with the changelog protocol of [`super::changelog`].
+//!
+//! One OS thread per application instance, like a Kafka Streams `StreamThread`: RocksDB and
+//! librdkafka's polling are blocking, so they stay off the async runtime. Tasks are keyed by
+//! input partition (inputs are co-partitioned); a task is opened — and its state restored — when
+//! the first record of its partition arrives, and closed when the partition is revoked.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{
+    BorrowedMessage, DeliveryResult, Header, Headers, OwnedHeaders, OwnedMessage,
+};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rocksdb::WriteBatch;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use super::changelog::{self, BATCH_HEADER, Change, Entry, MARKER_KEY, Marker, StoreReplay};
+use super::context::{Output, ProcessorContext, RecordMeta};
+use super::metrics::StreamsStats;
+use super::state::{Checkpoint, Overlay, StateDb};
+use crate::consumer::HandlerError;
+use crate::dlq;
+use crate::kafka::Kafka;
+use crate::topics::{Cleanup, PhysicalTopic, Retention, dlq_name};
+
+/// User code of a streams application.
+pub trait Processor: Send + 'static {
+    /// The input records' value type (JSON). Undecodable records go to `<topic>.dlq`.
+    type Input: DeserializeOwned;
+
+    /// Handles one record. Writes and emits are committed with the batch; on `Err` they are
+    /// undone (`Permanent` → dead-letter the record, `Transient` → retry it with backoff).
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_>,
+        key: Option<&str>,
+        value: Self::Input,
+    ) -> Result<(), HandlerError>;
+
+    /// Called every `punctuate_every` (wall clock) for each open task.
+    fn punctuate(&mut self, _ctx: &mut ProcessorContext<'_>) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+/// What a streams application is.
+#[derive(Debug, Clone)]
+pub struct StreamsConfig {
+    /// Names the consumer group, the state directory and the internal topics (prefixed).
+    pub application_id: String,
+    /// Input topics (full names), co-partitioned.
+    pub inputs: Vec<String>,
+    /// State store names.
+    pub stores: Vec<String>,
+    /// Where task databases live: `<state_dir>/<partition>/`.
+    pub state_dir: PathBuf,
+    pub batch_size: usize,
+    pub batch_linger: Duration,
+    pub punctuate_every: Option<Duration>,
+    /// Extra consumer properties (e.g. `session.timeout.ms`).
+    pub consumer_properties: Vec<(String, String)>,
+}
+
+impl StreamsConfig {
+    /// `application_id` is prefixed with the cluster handle's topic prefix; the state directory
+    /// defaults to `$STATE_DIR/<prefixed id>` (`STATE_DIR` defaults to `./state`).
+    pub fn new(kafka: &Kafka, application_id: &str, inputs: Vec<String>, stores: &[&str]) -> Self {
+        let application_id = format!("{}{application_id}", kafka.prefix());
+        let root =
+            std::env::var_os("STATE_DIR").map_or_else(|| PathBuf::from("state"), PathBuf::from);
+        StreamsConfig {
+            state_dir: root.join(&application_id),
+            application_id,
+            inputs,
+            stores: stores.iter().map(|s| (*s).to_owned()).collect(),
+            batch_size: 1000,
+            batch_linger: Duration::from_millis(20),
+            punctuate_every: None,
+            consumer_properties: Vec::new(),
+        }
+    }
+
+    pub fn changelog(&self, store: &str) -> String {
+        changelog::changelog_topic(&self.application_id, store)
+    }
+}
+
+/// Read access to the committed state of the tasks this instance runs (interactive queries).
+#[derive(Clone, Default)]
+pub struct StoreReader {
+    stores: Arc<Vec<String>>,
+    tasks: Arc<RwLock<BTreeMap<i32, Arc<StateDb>>>>,
+}
+
+impl StoreReader {
+    /// A key's committed value, from whichever local task holds it.
+    pub fn get<V: DeserializeOwned>(&self, store: &str, key: &[u8]) -> anyhow::Result<Option<V>> {
+        let index = self.index(store)?;
+        for db in self.tasks.read().expect("tasks lock").values() {
+            if let Some(bytes) = db.get(index, key)? {
+                return Ok(Some(serde_json::from_slice(&bytes)?));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every committed entry of `store` with the given key prefix, over all local tasks.
+    pub fn prefix<V: DeserializeOwned>(
+        &self,
+        store: &str,
+        prefix: &[u8],
+    ) -> anyhow::Result<Vec<(Vec<u8>, V)>> {
+        let index = self.index(store)?;
+        let end = super::context::prefix_end(prefix);
+        let mut out = Vec::new();
+        for db in self.tasks.read().expect("tasks lock").values() {
+            for (k, v) in db.range(index, prefix, end.as_deref())? {
+                out.push((k, serde_json::from_slice(&v)?));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Partitions whose tasks run here.
+    pub fn partitions(&self) -> Vec<i32> {
+        self.tasks
+            .read()
+            .expect("tasks lock")
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    fn index(&self, store: &str) -> anyhow::Result<usize> {
+        self.stores
+            .iter()
+            .position(|s| s == store)
+            .ok_or_else(|| anyhow::anyhow!("no store named {store:?}"))
+    }
+}
+
+/// A running streams application.
+pub struct StreamsHandle {
+    thread: std::thread::JoinHandle<anyhow::Result<()>>,
+    pub stats: Arc<StreamsStats>,
+    pub stores: StoreReader,
+}
+
+impl StreamsHandle {
+    /// Waits for the stream thread (it stops when the shutdown token is cancelled).
+    pub async fn join(self) -> anyhow::Result<()> {
+        tokio::task::spawn_blocking(move || self.thread.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("stream thread panicked"))?
+    }
+}
+
+/// Creates the changelog topics (compacted, partitioned like the largest input).
+pub async fn provision_internal_topics(
+    kafka: &Kafka,
+    config: &StreamsConfig,
+) -> anyhow::Result<()> {
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        kafka.client_config().create()?;
+    let (_, counts) = crate::provision::partition_counts(&Arc::new(admin)).await?;
+    let partitions = config
+        .inputs
+        .iter()
+        .map(|t| {
+            counts
+                .get(t)
+                .copied()
+                .with_context(|| format!("input topic {t} does not exist"))
+        })
+        .collect::<anyhow::Result<Vec<i32>>>()?
+        .into_iter()
+        .max()
+        .unwrap_or(1);
+    let topics: Vec<PhysicalTopic> = config
+        .stores
+        .iter()
+        .map(|store| PhysicalTopic {
+            name: config.changelog(store),
+            partitions,
+            retention: Retention::Forever,
+            cleanup: Cleanup::Compact,
+        })
+        .collect();
+    crate::provision::provision_physical(kafka, &topics).await?;
+    Ok(())
+}
+
+/// Provisions the internal topics and starts the stream thread.
+pub async fn start<P: Processor>(
+    kafka: &Kafka,
+    config: StreamsConfig,
+    processor: P,
+    shutdown: CancellationToken,
+) -> anyhow::Result<StreamsHandle> {
+    provision_internal_topics(kafka, &config).await?;
+    let stats = Arc::new(StreamsStats::new(&config.application_id));
+    let reader = StoreReader {
+        stores: Arc::new(config.stores.clone()),
+        tasks: Arc::default(),
+    };
+    let runtime = Runtime::new(kafka, config, Arc::clone(&stats), reader.clone())?;
+    let thread = std::thread::Builder::new()
+        .name(format!("stream-{}", runtime.config.application_id))
+        .spawn(move || runtime.run(processor, shutdown))?;
+    Ok(StreamsHandle {
+        thread,
+        stats,
+        stores: reader,
+    })
+}
+
+/// Tracks which input partitions this member owns (updated inside `poll`).
+struct GroupContext {
+    assigned: Arc<Mutex<BTreeSet<i32>>>,
+    application_id: String,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let partitions: BTreeSet<i32> = consumer
+            .assignment()
+            .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
+            .unwrap_or_default();
+        if let Rebalance::Error(err) = rebalance {
+            tracing::warn!(app = %self.application_id, %err, "rebalance error");
+        }
+        tracing::info!(app = %self.application_id, ?partitions, "assignment changed");
+        *self.assigned.lock().expect("assigned lock") = partitions;
+    }
+}
+
+/// Delivery reports: errors, and the offsets of marker records (opaque = marker slot + 1).
+#[derive(Default)]
+struct AckContext {
+    errors: Mutex<Vec<String>>,
+    markers: Mutex<HashMap<usize, i64>>,
+}
+
+impl ClientContext for AckContext {}
+
+impl ProducerContext for AckContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, slot: usize) {
+        match result {
+            Ok(message) => {
+                if slot > 0 {
+                    self.markers
+                        .lock()
+                        .expect("markers lock")
+                        .insert(slot - 1, message.offset());
+                }
+            }
+            Err((err, message)) => {
+                self.errors
+                    .lock()
+                    .expect("errors lock")
+                    .push(format!("{}: {err}", message.topic()));
+            }
+        }
+    }
+}
+
+struct Task {
+    partition: i32,
+    db: Arc<StateDb>,
+    overlay: Overlay,
+    outputs: Vec<Output>,
+    checkpoint: Checkpoint,
+    next_offsets: BTreeMap<String, i64>,
+    stream_time: i64,
+    epoch: String,
+    dirty: bool,
+}
+
+struct Runtime {
+    config: StreamsConfig,
+    stats: Arc<StreamsStats>,
+    reader: StoreReader,
+    consumer: BaseConsumer<GroupContext>,
+    restorer: BaseConsumer,
+    producer: ThreadedProducer<AckContext>,
+    assigned: Arc<Mutex<BTreeSet<i32>>>,
+    tasks: BTreeMap<i32, Task>,
+}
+
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Runtime {
+    fn new(
+        kafka: &Kafka,
+        config: StreamsConfig,
+        stats: Arc<StreamsStats>,
+        reader: StoreReader,
+    ) -> anyhow::Result<Self> {
+        let assigned = Arc::new(Mutex::new(BTreeSet::new()));
+        let mut consumer_config = kafka.client_config();
+        consumer_config
+            .set("group.id", &config.application_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest");
+        for (k, v) in &config.consumer_properties {
+            consumer_config.set(k, v);
+        }
+        let consumer: BaseConsumer<GroupContext> =
+            consumer_config.create_with_context(GroupContext {
+                assigned: Arc::clone(&assigned),
+                application_id: config.application_id.clone(),
+            })?;
+        let inputs: Vec<&str> = config.inputs.iter().map(String::as_str).collect();
+        consumer.subscribe(&inputs)?;
+        let restorer: BaseConsumer = kafka
+            .client_config()
+            .set("group.id", format!("{}-restore", config.application_id))
+            .set("enable.auto.commit", "false")
+            .set("fetch.max.bytes", "67108864")
+            .set("max.partition.fetch.bytes", "16777216")
+            .create()?;
+        let producer: ThreadedProducer<AckContext> = kafka
+            .client_config()
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "5")
+            .create_with_context(AckContext::default())?;
+        Ok(Runtime {
+            config,
+            stats,
+            reader,
+            consumer,
+            restorer,
+            producer,
+            assigned,
+            tasks: BTreeMap::new(),
+        })
+    }
+
+    fn run<P: Processor>(
+        mut self,
+        mut processor: P,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        tracing::info!(app = %self.config.application_id, inputs = ?self.config.inputs, stores = ?self.config.stores, "stream thread started");
+        let mut next_punctuation = self
+            .config
+            .punctuate_every
+            .map(|every| Instant::now() + every);
+        let result = (|| -> anyhow::Result<()> {
+            while !shutdown.is_cancelled() {
+                let batch = self.poll_batch(&shutdown)?;
+                self.close_revoked_tasks();
+                let interrupted = self.process_batch(&mut processor, batch, &shutdown)?;
+                if let (Some(every), Some(at)) = (self.config.punctuate_every, next_punctuation)
+                    && Instant::now() >= at
+                {
+                    self.punctuate(&mut processor)?;
+                    next_punctuation = Some(Instant::now() + every);
+                }
+                self.commit()?;
+                if interrupted {
+                    break;
+                }
+            }
+            Ok(())
+        })();
+        let _ = self.producer.flush(FLUSH_TIMEOUT);
+        if let Err(err) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(%err, "final commit");
+        }
+        self.reader.tasks.write().expect("tasks lock").clear();
+        tracing::info!(app = %self.config.application_id, "stream thread stopped");
+        result
+    }
+
+    /// Polls until a batch is full, the linger after the first record expires, or 100 ms pass.
+    fn poll_batch(&self, shutdown: &CancellationToken) -> anyhow::Result<Vec<OwnedMessage>> {
+        let mut batch = Vec::new();
+        let started = Instant::now();
+        let mut first_at: Option<Instant> = None;
+        while batch.len() < self.config.batch_size && !shutdown.is_cancelled() {
+            let waited = first_at.map_or(started.elapsed(), |t| t.elapsed());
+            let budget = if first_at.is_some() {
+                self.config.batch_linger
+            } else {
+                Duration::from_millis(100)
+            };
+            if waited >= budget {
+                break;
+            }
+            match self.consumer.poll(budget - waited) {
+                Some(Ok(message)) => {
+                    first_at.get_or_insert_with(Instant::now);
+                    batch.push(message.detach());
+                }
+                Some(Err(err)) => {
+                    tracing::warn!(app = %self.config.application_id, %err, "consumer error")
+                }
+                None if first_at.is_none() => break,
+                None => {}
+            }
+        }
+        Ok(batch)
+    }
+
+    fn close_revoked_tasks(&mut self) {
+        let assigned = self.assigned.lock().expect("assigned lock").clone();
+        let revoked: Vec<i32> = self
+            .tasks
+            .keys()
+            .filter(|p| !assigned.contains(p))
+            .copied()
+            .collect();
+        for partition in revoked {
+            // State was committed at the end of the previous batch: closing is just dropping.
+            self.tasks.remove(&partition);
+            self.reader
+                .tasks
+                .write()
+                .expect("tasks lock")
+                .remove(&partition);
+            tracing::info!(app = %self.config.application_id, partition, "task closed");
+        }
+    }
+
+    /// Processes `batch`; `true` if shutdown interrupted a retry (the rest is left unprocessed).
+    fn process_batch<P: Processor>(
+        &mut self,
+        processor: &mut P,
+        batch: Vec<OwnedMessage>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<bool> {
+        let assigned = self.assigned.lock().expect("assigned lock").clone();
+        for message in batch {
+            let partition = message.partition();
+            if !assigned.contains(&partition) {
+                continue; // revoked while the batch was gathered: the new owner processes it
+            }
+            if !self.tasks.contains_key(&partition) {
+                let task = self.open_task(partition)?;
+                self.tasks.insert(partition, task);
+            }
+            let application_id = self.config.application_id.clone();
+            let task = self.tasks.get_mut(&partition).expect("task just opened");
+            let next = task.next_offsets.get(message.topic()).copied().unwrap_or(0);
+            if message.offset() < next {
+                self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                continue; // already in the state (crash or rebalance before the offset commit)
+            }
+            let timestamp = message.timestamp().to_millis();
+            task.stream_time = task.stream_time.max(timestamp.unwrap_or(i64::MIN));
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let decoded = crate::consumer::decode::<P::Input>(&message);
+                let record = match decoded {
+                    Ok(record) => record,
+                    Err(reason) => {
+                        task.outputs.push(dead_letter(
+                            &message,
+                            dlq::DeadLetterKind::Decode,
+                            &reason,
+                        ));
+                        self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                };
+                let outputs_before = task.outputs.len();
+                let mut ctx = ProcessorContext {
+                    application_id: &application_id,
+                    stores: &self.config.stores,
+                    db: &task.db,
+                    overlay: &mut task.overlay,
+                    outputs: &mut task.outputs,
+                    undo: Vec::new(),
+                    meta: RecordMeta {
+                        topic: message.topic().to_owned(),
+                        partition,
+                        offset: message.offset(),
+                        timestamp_ms: timestamp,
+                    },
+                    stream_time: task.stream_time,
+                    emitted: 0,
+                    late_dropped: 0,
+                };
+                match processor.process(&mut ctx, record.key.as_deref(), record.value) {
+                    Ok(()) => {
+                        self.stats
+                            .late_dropped
+                            .fetch_add(ctx.late_dropped, Ordering::Relaxed);
+                        self.stats.processed.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(HandlerError::Permanent(reason)) => {
+                        ctx.rollback(outputs_before);
+                        task.outputs.push(dead_letter(
+                            &message,
+                            dlq::DeadLetterKind::Rejected,
+                            &reason,
+                        ));
+                        self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(HandlerError::Transient(err)) => {
+                        ctx.rollback(outputs_before);
+                        tracing::warn!(app = %application_id, error = %format!("{err:#}"), retry_in = ?backoff, "processor failed; retrying");
+                        if shutdown.is_cancelled() {
+                            return Ok(true);
+                        }
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+            task.next_offsets
+                .insert(message.topic().to_owned(), message.offset() + 1);
+            task.dirty = true;
+        }
+        Ok(false)
+    }
+
+    fn punctuate<P: Processor>(&mut self, processor: &mut P) -> anyhow::Result<()> {
+        for task in self.tasks.values_mut() {
+            let outputs_before = task.outputs.len();
+            let mut ctx = ProcessorContext {
+                application_id: &self.config.application_id,
+                stores: &self.config.stores,
+                db: &task.db,
+                overlay: &mut task.overlay,
+                outputs: &mut task.outputs,
+                undo: Vec::new(),
+                meta: RecordMeta {
+                    topic: String::new(),
+                    partition: task.partition,
+                    offset: -1,
+                    timestamp_ms: None,
+                },
+                stream_time: task.stream_time,
+                emitted: 0,
+                late_dropped: 0,
+            };
+            match processor.punctuate(&mut ctx) {
+                Ok(()) => {
+                    if !ctx.undo.is_empty() || ctx.outputs.len() > outputs_before {
+                        task.dirty = true;
+                    }
+                }
+                Err(err) => {
+                    ctx.rollback(outputs_before);
+                    tracing::warn!(app = %self.config.application_id, partition = task.partition, %err, "punctuation failed");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits every dirty task: outputs + changelog → markers → RocksDB → input offsets.
+    fn commit(&mut self) -> anyhow::Result<()> {
+        let dirty: Vec<i32> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.dirty)
+            .map(|(p, _)| *p)
+            .collect();
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        // 1. Outputs and changelog records, all acknowledged.
+        for partition in &dirty {
+            let task = &self.tasks[partition];
+            let batch = format!("{}:{}", task.epoch, task.checkpoint.seq + 1);
+            for output in &task.outputs {
+                let mut headers = OwnedHeaders::new();
+                for (k, v) in &output.headers {
+                    headers = headers.insert(Header {
+                        key: k,
+                        value: Some(v.as_str()),
+                    });
+                }
+                let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(&output.topic, 0)
+                    .headers(headers);
+                if let Some(key) = &output.key {
+                    record = record.key(key);
+                }
+                if let Some(payload) = &output.payload {
+                    record = record.payload(payload);
+                }
+                if let Some(ts) = output.timestamp_ms {
+                    record = record.timestamp(ts);
+                }
+                send(&self.producer, record)?;
+            }
+            for (index, writes) in task.overlay.iter().enumerate() {
+                let topic = self.config.changelog(&self.config.stores[index]);
+                for (key, value) in writes {
+                    let headers = OwnedHeaders::new().insert(Header {
+                        key: BATCH_HEADER,
+                        value: Some(batch.as_str()),
+                    });
+                    let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(&topic, 0)
+                        .partition(task.partition)
+                        .key(key.as_slice())
+                        .headers(headers);
+                    if let Some(value) = value {
+                        record = record.payload(value.as_slice());
+                    }
+                    send(&self.producer, record)?;
+                }
+            }
+        }
+        self.flush_acknowledged()?;
+
+        // 2. Markers, to every store's changelog; their offsets become the new positions.
+        self.producer
+            .context()
+            .markers
+            .lock()
+            .expect("markers lock")
+            .clear();
+        let mut slots = Vec::new();
+        for partition in &dirty {
+            let task = &self.tasks[partition];
+            let marker = Marker {
+                batch: format!("{}:{}", task.epoch, task.checkpoint.seq + 1),
+                seq: task.checkpoint.seq + 1,
+                offsets: task.next_offsets.clone(),
+                stream_time: task.stream_time,
+            };
+            let value = serde_json::to_vec(&marker)?;
+            for store in &self.config.stores {
+                let topic = self.config.changelog(store);
+                let slot = slots.len();
+                slots.push((*partition, store.clone()));
+                let record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(&topic, slot + 1)
+                    .partition(task.partition)
+                    .key(MARKER_KEY)
+                    .payload(value.as_slice());
+                send(&self.producer, record)?;
+            }
+        }
+        self.flush_acknowledged()?;
+        let marker_offsets = std::mem::take(
+            &mut *self
+                .producer
+                .context()
+                .markers
+                .lock()
+                .expect("markers lock"),
+        );
+
+        // 3. State and checkpoint, atomically.
+        let mut offsets = TopicPartitionList::new();
+        for partition in &dirty {
+            let task = self.tasks.get_mut(partition).expect("dirty task");
+            let mut checkpoint = Checkpoint {
+                batch: format!("{}:{}", task.epoch, task.checkpoint.seq + 1),
+                seq: task.checkpoint.seq + 1,
+                offsets: task.next_offsets.clone(),
+                stream_time: task.stream_time,
+                positions: task.checkpoint.positions.clone(),
+            };
+            for (slot, (p, store)) in slots.iter().enumerate() {
+                if p == partition {
+                    let offset = marker_offsets
+                        .get(&slot)
+                        .copied()
+                        .context("marker delivered without an offset")?;
+                    checkpoint.positions.insert(store.clone(), offset);
+                }
+            }
+            let mut batch = WriteBatch::default();
+            task.db.stage(&mut batch, &task.overlay);
+            task.db.commit(batch, &checkpoint)?;
+            for writes in &mut task.overlay {
+                writes.clear();
+            }
+            task.outputs.clear();
+            task.checkpoint = checkpoint;
+            task.dirty = false;
+            for (topic, offset) in &task.next_offsets {
+                offsets.add_partition_offset(topic, task.partition, Offset::Offset(*offset))?;
+            }
+        }
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+
+        // 4. Input offsets (async: a lost commit only means records are skipped on reprocessing).
+        if let Err(err) = self.consumer.commit(&offsets, CommitMode::Async) {
+            tracing::warn!(app = %self.config.application_id, %err, "offset commit failed");
+        }
+        Ok(())
+    }
+
+    fn flush_acknowledged(&self) -> anyhow::Result<()> {
+        self.producer
+            .flush(FLUSH_TIMEOUT)
+            .context("records not acknowledged in time")?;
+        let errors =
+            std::mem::take(&mut *self.producer.context().errors.lock().expect("errors lock"));
+        if !errors.is_empty() {
+            // Nothing of this batch is committed: restarting re-processes it (at-least-once).
+            bail!(
+                "{} records were not delivered, e.g. {}",
+                errors.len(),
+                errors[0]
+            );
+        }
+        Ok(())
+    }
+
+    /// Opens a task's RocksDB and brings it up to date with its changelogs.
+    fn open_task(&mut self, partition: i32) -> anyhow::Result<Task> {
+        let started = Instant::now();
+        let path = self.config.state_dir.join(partition.to_string());
+        let db = StateDb::open(&path, &self.config.stores)?;
+        let local = db.checkpoint()?.unwrap_or_default();
+        let mut markers: Vec<Marker> = Vec::new();
+        let mut tails = Vec::new();
+        let mut ends = BTreeMap::new();
+        let mut restored = 0u64;
+        for (index, store) in self.config.stores.iter().enumerate() {
+            let topic = self.config.changelog(store);
+            let start = local.positions.get(store).map_or(0, |p| p + 1);
+            let mut replay = StoreReplay::default();
+            let mut batch = WriteBatch::default();
+            let end = read_changelog(&self.restorer, &topic, partition, start, |entry| {
+                for change in replay.push(entry) {
+                    db.stage_one(&mut batch, index, &change.key, change.value.as_deref());
+                    restored += 1;
+                }
+                if batch.len() >= 10_000 {
+                    db.write(std::mem::take(&mut batch))?;
+                }
+                Ok(())
+            })?;
+            db.write(batch)?;
+            markers.extend(replay.markers.iter().cloned());
+            tails.push(replay.into_tail());
+            ends.insert(store.clone(), end);
+        }
+        let (apply, repair) = changelog::resolve_tails(tails, &markers);
+        let mut batch = WriteBatch::default();
+        for (index, changes) in apply.iter().enumerate() {
+            for change in changes {
+                db.stage_one(&mut batch, index, &change.key, change.value.as_deref());
+                restored += 1;
+            }
+        }
+        let mut checkpoint = local.clone();
+        if let Some(latest) = changelog::latest(&markers).filter(|m| m.seq > local.seq) {
+            checkpoint.batch = latest.batch.clone();
+            checkpoint.seq = latest.seq;
+            checkpoint.offsets = latest.offsets.clone();
+            checkpoint.stream_time = latest.stream_time;
+        }
+        for (store, end) in ends {
+            if end > 0 {
+                checkpoint.positions.insert(store, end - 1);
+            }
+        }
+        db.commit(batch, &checkpoint)?;
+
+        // Keys whose last changelog record belongs to a batch that never completed: write their
+        // real value again in the next batch, so compaction keeps the right one.
+        let mut overlay: Overlay = vec![BTreeMap::new(); self.config.stores.len()];
+        let mut repairs = 0;
+        for (index, keys) in repair.into_iter().enumerate() {
+            for key in keys {
+                let value = db.get(index, &key)?;
+                overlay[index].insert(key, value);
+                repairs += 1;
+            }
+        }
+        self.stats.restored.fetch_add(restored, Ordering::Relaxed);
+        tracing::info!(
+            app = %self.config.application_id, partition, restored, repairs,
+            seq = checkpoint.seq, elapsed = ?started.elapsed(), "task opened"
+        );
+        let db = Arc::new(db);
+        self.reader
+            .tasks
+            .write()
+            .expect("tasks lock")
+            .insert(partition, Arc::clone(&db));
+        Ok(Task {
+            partition,
+            db,
+            overlay,
+            outputs: Vec::new(),
+            next_offsets: checkpoint.offsets.clone(),
+            stream_time: checkpoint.stream_time,
+            checkpoint,
+            epoch: format!("{:016x}", rand::random::<u64>()),
+            dirty: repairs > 0,
+        })
+    }
+}
+
+/// Reads `topic[partition]` from `start` to its current end, calling `on_entry` for each record.
+/// Returns the end offset (high watermark) read up to.
+fn read_changelog(
+    restorer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    start: i64,
+    mut on_entry: impl FnMut(Entry) -> anyhow::Result<()>,
+) -> anyhow::Result<i64> {
+    let (low, high) = restorer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .with_context(|| format!("offsets of changelog {topic}[{partition}]"))?;
+    let start = start.max(low);
+    if start >= high {
+        return Ok(high);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(start))?;
+    restorer.assign(&tpl)?;
+    let mut last_progress = Instant::now();
+    loop {
+        match restorer.poll(Duration::from_millis(500)) {
+            Some(Ok(message)) => {
+                last_progress = Instant::now();
+                let offset = message.offset();
+                on_entry(parse_entry(&message)?)?;
+                if offset >= high - 1 {
+                    break;
+                }
+            }
+            Some(Err(err)) => tracing::warn!(%err, topic, partition, "restore consumer error"),
+            None => {
+                let position = restorer
+                    .position()?
+                    .find_partition(topic, partition)
+                    .and_then(|e| e.offset().to_raw())
+                    .unwrap_or(-1);
+                if position >= high {
+                    break;
+                }
+                if last_progress.elapsed() > Duration::from_secs(60) {
+                    bail!("restore of {topic}[{partition}] stalled at offset {position} of {high}");
+                }
+            }
+        }
+    }
+    restorer.unassign()?;
+    Ok(high)
+}
+
+fn parse_entry(message: &BorrowedMessage<'_>) -> anyhow::Result<Entry> {
+    let key = message.key().unwrap_or_default();
+    if key == MARKER_KEY {
+        let marker = serde_json::from_slice(message.payload().unwrap_or_default())
+            .context("corrupt marker")?;
+        return Ok(Entry::Marker(marker));
+    }
+    let batch = message
+        .headers()
+        .and_then(|h| {
+            h.iter()
+                .find(|h| h.key == BATCH_HEADER)
+                .and_then(|h| h.value)
+        })
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default();
+    Ok(Entry::Change(Change {
+        key: key.to_vec(),
+        value: message.payload().map(<[u8]>::to_vec),
+        batch,
+    }))
+}
+
+/// Sends a record, waiting for room when the local queue is full.
+fn send(
+    producer: &ThreadedProducer<AckContext>,
+    mut record: BaseRecord<'_, [u8], [u8], usize>,
+) -> anyhow::Result<()> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                record = returned;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err((err, _)) => return Err(err.into()),
+        }
+    }
+}
+
+/// A dead letter as an output of the batch: acknowledged before the input offset is committed.
+fn dead_letter(message: &OwnedMessage, kind: dlq::DeadLetterKind, reason: &str) -> Output {
+    tracing::warn!(
+        topic = message.topic(),
+        partition = message.partition(),
+        offset = message.offset(),
+        kind = kind.as_str(),
+        reason,
+        "dead-lettering record"
+    );
+    let mut headers: Vec<(String, String)> = message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    headers.extend([
+        (dlq::HEADER_ERROR.to_owned(), reason.to_owned()),
+        (dlq::HEADER_ERROR_KIND.to_owned(), kind.as_str().to_owned()),
+        (
+            dlq::HEADER_SOURCE_TOPIC.to_owned(),
+            message.topic().to_owned(),
+        ),
+        (
+            dlq::HEADER_SOURCE_PARTITION.to_owned(),
+            message.partition().to_string(),
+        ),
+        (
+            dlq::HEADER_SOURCE_OFFSET.to_owned(),
+            message.offset().to_string(),
+        ),
+        (
+            dlq::HEADER_DEAD_LETTERED_AT.to_owned(),
+            chrono::Utc::now().to_rfc3339(),
+        ),
+    ]);
+    Output {
+        topic: dlq_name(message.topic()),
+        key: message.key().map(<[u8]>::to_vec),
+        payload: message.payload().map(<[u8]>::to_vec),
+        headers,
+        timestamp_ms: message.timestamp().to_millis(),
+    }
+}

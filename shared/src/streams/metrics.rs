@@ -1,0 +1,104 @@
+//! Streams metrics, per application: on `/metrics` and readable in-process (tests, bench).
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppLabels {
+    application: String,
+}
+
+struct Families {
+    processed: Family<AppLabels, Counter>,
+    skipped: Family<AppLabels, Counter>,
+    dead_lettered: Family<AppLabels, Counter>,
+    late_dropped: Family<AppLabels, Counter>,
+    restored: Family<AppLabels, Counter>,
+    batches: Family<AppLabels, Counter>,
+}
+
+fn families() -> &'static Families {
+    static FAMILIES: OnceLock<Families> = OnceLock::new();
+    FAMILIES.get_or_init(|| {
+        let f = Families {
+            processed: Family::default(),
+            skipped: Family::default(),
+            dead_lettered: Family::default(),
+            late_dropped: Family::default(),
+            restored: Family::default(),
+            batches: Family::default(),
+        };
+        crate::metrics::register("streams_records_processed", "Input records processed", f.processed.clone());
+        crate::metrics::register(
+            "streams_records_skipped",
+            "Input records skipped because the state already contained them (after a crash or rebalance)",
+            f.skipped.clone(),
+        );
+        crate::metrics::register("streams_records_dead_lettered", "Input records sent to a DLQ", f.dead_lettered.clone());
+        crate::metrics::register(
+            "streams_late_records_dropped",
+            "Records dropped because their window had closed (after grace)",
+            f.late_dropped.clone(),
+        );
+        crate::metrics::register("streams_restored_records", "Changelog records applied during restore", f.restored.clone());
+        crate::metrics::register("streams_batches_committed", "Batches committed", f.batches.clone());
+        f
+    })
+}
+
+/// One application's counters. Reads come from the atomics; `/metrics` from the families.
+pub struct StreamsStats {
+    pub processed: AppCounter,
+    pub skipped: AppCounter,
+    pub dead_lettered: AppCounter,
+    pub late_dropped: AppCounter,
+    pub restored: AppCounter,
+    pub batches: AppCounter,
+}
+
+/// An atomic counter mirrored into a Prometheus counter.
+pub struct AppCounter {
+    value: AtomicU64,
+    exported: Counter,
+}
+
+impl AppCounter {
+    fn new(family: &Family<AppLabels, Counter>, application: &str) -> Self {
+        let exported = family
+            .get_or_create(&AppLabels {
+                application: application.to_owned(),
+            })
+            .clone();
+        AppCounter {
+            value: AtomicU64::new(0),
+            exported,
+        }
+    }
+
+    pub fn fetch_add(&self, n: u64, ordering: Ordering) -> u64 {
+        self.exported.inc_by(n);
+        self.value.fetch_add(n, ordering)
+    }
+
+    pub fn get(&self) -> u64 {
+        self.value.load(Ordering::Relaxed)
+    }
+}
+
+impl StreamsStats {
+    pub fn new(application: &str) -> Self {
+        let f = families();
+        StreamsStats {
+            processed: AppCounter::new(&f.processed, application),
+            skipped: AppCounter::new(&f.skipped, application),
+            dead_lettered: AppCounter::new(&f.dead_lettered, application),
+            late_dropped: AppCounter::new(&f.late_dropped, application),
+            restored: AppCounter::new(&f.restored, application),
+            batches: AppCounter::new(&f.batches, application),
+        }
+    }
+}

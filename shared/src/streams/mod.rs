@@ -1,0 +1,24 @@
+//! A Kafka Streams-style runtime: stateful stream processing with RocksDB state stores, changelog
+//! topics, exact state under at-least-once delivery, windows and top-N. See `docs/STREAMS.md`.
+//!
+//! | file          | concept                                                                 |
+//! |---------------|-------------------------------------------------------------------------|
+//! | [`app`]       | the stream thread: poll a batch, process, commit; tasks per partition   |
+//! | [`context`]   | what a processor sees: record coordinates, stores, `emit`               |
+//! | [`state`]     | a task's RocksDB: a column family per store, plus its checkpoint        |
+//! | [`changelog`] | changelog topics, batch markers, and restore                           |
+//! | [`window`]    | tumbling/hopping windows, grace, retention                              |
+//! | [`topn`]      | top-N with deterministic ties                                           |
+//! | [`metrics`]   | per-application counters                                                |
+
+pub mod app;
+pub mod changelog;
+pub mod context;
+pub mod metrics;
+pub mod state;
+pub mod topn;
+pub mod window;
+
+pub use app::{Processor, StoreReader, StreamsConfig, StreamsHandle, start};
+pub use context::ProcessorContext;
+pub use window::{Window, Windows};
