@@ -17,3 +17,13 @@ pub fn init() {
         builder.try_init()
     };
 }
+
+/// Like [`init`], but through libtest's capture: a test's logs show only when it fails.
+pub fn init_for_tests() {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,librdkafka=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}

@@ -198,7 +198,12 @@ pub async fn provision_internal_topics(
             cleanup: Cleanup::Compact,
         })
         .collect();
-    crate::provision::provision_physical(kafka, &topics).await?;
+    let report = crate::provision::provision_physical(kafka, &topics).await?;
+    if let Some((topic, have, want)) = report.under_partitioned.first() {
+        bail!(
+            "changelog {topic} has {have} partitions but the input has {want}: state would be lost; delete it or fix the input"
+        );
+    }
     Ok(())
 }
 
@@ -229,6 +234,9 @@ pub async fn start<P: Processor>(
 /// Tracks which input partitions this member owns (updated inside `poll`).
 struct GroupContext {
     assigned: Arc<Mutex<BTreeSet<i32>>>,
+    /// Partitions revoked since the stream thread last looked: their tasks must be reopened
+    /// (and caught up from the changelog) even if they were assigned back meanwhile.
+    revoked: Arc<Mutex<BTreeSet<i32>>>,
     application_id: String,
 }
 
@@ -240,8 +248,16 @@ impl ConsumerContext for GroupContext {
             .assignment()
             .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
             .unwrap_or_default();
-        if let Rebalance::Error(err) = rebalance {
-            tracing::warn!(app = %self.application_id, %err, "rebalance error");
+        match rebalance {
+            Rebalance::Revoke(tpl) => self
+                .revoked
+                .lock()
+                .expect("revoked lock")
+                .extend(tpl.elements().iter().map(|e| e.partition())),
+            Rebalance::Error(err) => {
+                tracing::warn!(app = %self.application_id, %err, "rebalance error")
+            }
+            Rebalance::Assign(_) => {}
         }
         tracing::info!(app = %self.application_id, ?partitions, "assignment changed");
         *self.assigned.lock().expect("assigned lock") = partitions;
@@ -300,6 +316,7 @@ struct Runtime {
     restorer: BaseConsumer,
     producer: ThreadedProducer<AckContext>,
     assigned: Arc<Mutex<BTreeSet<i32>>>,
+    revoked: Arc<Mutex<BTreeSet<i32>>>,
     tasks: BTreeMap<i32, Task>,
 }
 
@@ -313,6 +330,7 @@ impl Runtime {
         reader: StoreReader,
     ) -> anyhow::Result<Self> {
         let assigned = Arc::new(Mutex::new(BTreeSet::new()));
+        let revoked = Arc::new(Mutex::new(BTreeSet::new()));
         let mut consumer_config = kafka.client_config();
         consumer_config
             .set("group.id", &config.application_id)
@@ -325,6 +343,7 @@ impl Runtime {
         let consumer: BaseConsumer<GroupContext> =
             consumer_config.create_with_context(GroupContext {
                 assigned: Arc::clone(&assigned),
+                revoked: Arc::clone(&revoked),
                 application_id: config.application_id.clone(),
             })?;
         let inputs: Vec<&str> = config.inputs.iter().map(String::as_str).collect();
@@ -351,6 +370,7 @@ impl Runtime {
             restorer,
             producer,
             assigned,
+            revoked,
             tasks: BTreeMap::new(),
         })
     }
@@ -368,7 +388,7 @@ impl Runtime {
         let result = (|| -> anyhow::Result<()> {
             while !shutdown.is_cancelled() {
                 let batch = self.poll_batch(&shutdown)?;
-                self.close_revoked_tasks();
+                self.sync_tasks()?;
                 let interrupted = self.process_batch(&mut processor, batch, &shutdown)?;
                 if let (Some(every), Some(at)) = (self.config.punctuate_every, next_punctuation)
                     && Instant::now() >= at
@@ -384,8 +404,18 @@ impl Runtime {
             Ok(())
         })();
         let _ = self.producer.flush(FLUSH_TIMEOUT);
-        if let Err(err) = self.consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(%err, "final commit");
+        // Offsets of every committed batch, synchronously: the next owner starts right there.
+        let mut offsets = TopicPartitionList::new();
+        for task in self.tasks.values() {
+            for (topic, offset) in &task.checkpoint.offsets {
+                let _ =
+                    offsets.add_partition_offset(topic, task.partition, Offset::Offset(*offset));
+            }
+        }
+        if offsets.count() > 0
+            && let Err(err) = self.consumer.commit(&offsets, CommitMode::Sync)
+        {
+            tracing::warn!(app = %self.config.application_id, %err, "final offset commit failed");
         }
         self.reader.tasks.write().expect("tasks lock").clear();
         tracing::info!(app = %self.config.application_id, "stream thread stopped");
@@ -422,15 +452,18 @@ impl Runtime {
         Ok(batch)
     }
 
-    fn close_revoked_tasks(&mut self) {
+    /// Closes the tasks of revoked partitions and opens (restores) those of assigned ones, so
+    /// state is ready — and queryable — before the first record arrives.
+    fn sync_tasks(&mut self) -> anyhow::Result<()> {
         let assigned = self.assigned.lock().expect("assigned lock").clone();
-        let revoked: Vec<i32> = self
+        let revoked_meanwhile = std::mem::take(&mut *self.revoked.lock().expect("revoked lock"));
+        let close: Vec<i32> = self
             .tasks
             .keys()
-            .filter(|p| !assigned.contains(p))
+            .filter(|p| !assigned.contains(p) || revoked_meanwhile.contains(p))
             .copied()
             .collect();
-        for partition in revoked {
+        for partition in close {
             // State was committed at the end of the previous batch: closing is just dropping.
             self.tasks.remove(&partition);
             self.reader
@@ -440,6 +473,13 @@ impl Runtime {
                 .remove(&partition);
             tracing::info!(app = %self.config.application_id, partition, "task closed");
         }
+        for partition in assigned {
+            if !self.tasks.contains_key(&partition) {
+                let task = self.open_task(partition)?;
+                self.tasks.insert(partition, task);
+            }
+        }
+        Ok(())
     }
 
     /// Processes `batch`; `true` if shutdown interrupted a retry (the rest is left unprocessed).
@@ -455,12 +495,12 @@ impl Runtime {
             if !assigned.contains(&partition) {
                 continue; // revoked while the batch was gathered: the new owner processes it
             }
+            let application_id = self.config.application_id.clone();
             if !self.tasks.contains_key(&partition) {
                 let task = self.open_task(partition)?;
                 self.tasks.insert(partition, task);
             }
-            let application_id = self.config.application_id.clone();
-            let task = self.tasks.get_mut(&partition).expect("task just opened");
+            let task = self.tasks.get_mut(&partition).expect("task opened above");
             let next = task.next_offsets.get(message.topic()).copied().unwrap_or(0);
             if message.offset() < next {
                 self.stats.skipped.fetch_add(1, Ordering::Relaxed);
@@ -833,15 +873,23 @@ fn read_changelog(
     tpl.add_partition_offset(topic, partition, Offset::Offset(start))?;
     restorer.assign(&tpl)?;
     let mut last_progress = Instant::now();
+    // Past the reported end, keep taking what is already queued: some brokers (tansu 0.6)
+    // report the end of a multi-record batch as its base offset + 1.
+    let mut draining = false;
     loop {
-        match restorer.poll(Duration::from_millis(500)) {
+        let wait = if draining {
+            Duration::from_millis(10)
+        } else {
+            Duration::from_millis(500)
+        };
+        match restorer.poll(wait) {
             Some(Ok(message)) => {
-                last_progress = Instant::now();
-                let offset = message.offset();
-                on_entry(parse_entry(&message)?)?;
-                if offset >= high - 1 {
-                    break;
+                if message.topic() != topic || message.partition() != partition {
+                    continue; // left over from a previous assignment of the restore consumer
                 }
+                last_progress = Instant::now();
+                draining |= message.offset() >= high - 1;
+                on_entry(parse_entry(&message)?)?;
             }
             Some(Err(err)) => tracing::warn!(%err, topic, partition, "restore consumer error"),
             None => {
@@ -850,7 +898,7 @@ fn read_changelog(
                     .find_partition(topic, partition)
                     .and_then(|e| e.offset().to_raw())
                     .unwrap_or(-1);
-                if position >= high {
+                if draining || position >= high {
                     break;
                 }
                 if last_progress.elapsed() > Duration::from_secs(60) {

@@ -74,7 +74,7 @@ pub struct TestKafka {
 impl TestKafka {
     /// Starts (or connects to) the broker `CASESTUDIES_TEST_KAFKA` names.
     pub async fn start() -> anyhow::Result<TestKafka> {
-        crate::telemetry::init();
+        crate::telemetry::init_for_tests();
         let backend = Backend::from_env()?;
         let prefix = format!("t{:08x}.", rand::random::<u32>());
         let (kafka, guard) = match backend {
@@ -143,6 +143,44 @@ impl TestKafka {
         n: usize,
         timeout: Duration,
     ) -> anyhow::Result<Vec<OwnedMessage>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let consumer = self.assigned_reader(topic, timeout).await?;
+        let mut records = Vec::with_capacity(n);
+        while records.len() < n {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(Ok(message)) => records.push(message.detach()),
+                Ok(Err(err)) => tracing::debug!(%err, "reader error"),
+                Err(_) => {
+                    return Err(anyhow!(
+                        "only {} of {n} records arrived on {topic} within {timeout:?}",
+                        records.len()
+                    ));
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    /// Every record of `topic`: reads from the beginning until nothing new arrives for `idle`.
+    /// (Not from the high watermarks: tansu 0.6 under-reports them after batched writes.)
+    pub async fn read_all(&self, topic: &str, idle: Duration) -> anyhow::Result<Vec<OwnedMessage>> {
+        let consumer = self.assigned_reader(topic, Duration::from_secs(30)).await?;
+        let mut records = Vec::new();
+        while let Ok(received) = tokio::time::timeout(idle, consumer.recv()).await {
+            match received {
+                Ok(message) => records.push(message.detach()),
+                Err(err) => tracing::debug!(%err, "reader error"),
+            }
+        }
+        Ok(records)
+    }
+
+    /// A consumer assigned to every partition of `topic` from the beginning (no group).
+    async fn assigned_reader(
+        &self,
+        topic: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<StreamConsumer> {
         let consumer: StreamConsumer = self
             .kafka
             .client_config()
@@ -169,20 +207,7 @@ impl TestKafka {
             tpl.add_partition_offset(topic, p, Offset::Beginning)?;
         }
         consumer.assign(&tpl)?;
-        let mut records = Vec::with_capacity(n);
-        while records.len() < n {
-            match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(Ok(message)) => records.push(message.detach()),
-                Ok(Err(err)) => tracing::debug!(%err, "reader error"),
-                Err(_) => {
-                    return Err(anyhow!(
-                        "only {} of {n} records arrived on {topic} within {timeout:?}",
-                        records.len()
-                    ));
-                }
-            }
-        }
-        Ok(records)
+        Ok(consumer)
     }
 
     /// The first `n` dead letters of `topic`'s dead-letter topic.
