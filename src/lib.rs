@@ -2,9 +2,12 @@
 //!
 //! * `casestudies topics` — every topic of every case study ([`topics_table`]);
 //! * `casestudies broker` — the embedded broker alone, with every topic provisioned;
-//! * `casestudies lag --group G` — a consumer group's lag per partition ([`lag_table`]).
+//! * `casestudies lag --group G` — a consumer group's lag per partition ([`lag_table`]);
+//! * `casestudies bench streams` — the streams runtime's throughput and restore rate ([`bench`]).
 //!
 //! Each case study stays independent: this crate only gathers their `topics::ALL`.
+
+pub mod bench;
 
 use shared::TopicSpec;
 use shared::lag::GroupLag;

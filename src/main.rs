@@ -25,6 +25,9 @@ enum Command {
     /// Ctrl-C (services in other terminals then use KAFKA_BOOTSTRAP_SERVERS=<address>).
     Broker,
     /// A consumer group's committed offset, log-end offset and lag per partition.
+    /// Benchmarks (run with --release): `bench streams` measures the streams runtime.
+    #[command(subcommand)]
+    Bench(Bench),
     Lag {
         /// The consumer group (application id).
         #[arg(long)]
@@ -33,6 +36,12 @@ enum Command {
         #[arg(long)]
         topic: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Raw consume rate vs count-per-key with RocksDB + changelog, and restore rate.
+    Streams(casestudies::bench::StreamsBench),
 }
 
 #[tokio::main]
@@ -65,6 +74,10 @@ async fn main() -> anyhow::Result<()> {
             println!("  use it:      export KAFKA_BOOTSTRAP_SERVERS={address}");
             println!("  stop:        Ctrl-C");
             shared::shutdown::on_signal().cancelled().await;
+        }
+        Command::Bench(Bench::Streams(bench)) => {
+            let kafka = Kafka::connect(&cli.kafka)?;
+            casestudies::bench::streams(&kafka, &bench).await?;
         }
         Command::Lag { group, topic } => {
             let kafka = Kafka::connect(&cli.kafka)?;

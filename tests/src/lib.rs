@@ -85,48 +85,16 @@ pub const COUNTS: TopicSpec = TopicSpec {
     consumers: &[],
 };
 
-/// Store of [`CountPerKey`].
+/// Store of the counting application.
 pub const COUNT_STORE: &str = "counts";
 
-/// The count emitted for a key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct KeyCount {
-    pub key: String,
-    pub count: u64,
-}
+pub use shared::streams::count::KeyCount;
 
-/// Counts records per key in a RocksDB store and emits every new count.
-pub struct CountPerKey {
-    pub output: String,
-}
-
-impl shared::streams::Processor for CountPerKey {
-    type Input = Ping;
-
-    fn process(
-        &mut self,
-        ctx: &mut shared::streams::ProcessorContext<'_>,
-        key: Option<&str>,
-        _value: Ping,
-    ) -> Result<(), shared::HandlerError> {
-        let key = key.ok_or_else(|| shared::HandlerError::Permanent("record has no key".into()))?;
-        let transient = shared::HandlerError::Transient;
-        let count = ctx
-            .get::<u64>(COUNT_STORE, key.as_bytes())
-            .map_err(transient)?
-            .unwrap_or(0)
-            + 1;
-        ctx.put(COUNT_STORE, key.as_bytes(), &count)
-            .map_err(transient)?;
-        ctx.emit(
-            &self.output,
-            key,
-            &KeyCount {
-                key: key.to_owned(),
-                count,
-            },
-        )
-        .map_err(transient)
+/// The counting application: [`shared::streams::count::CountByKey`] writing to [`COUNTS`].
+pub fn counter(kafka: &shared::Kafka) -> shared::streams::count::CountByKey {
+    shared::streams::count::CountByKey {
+        store: COUNT_STORE,
+        output: Some(kafka.topic(&COUNTS)),
     }
 }
 

@@ -829,6 +829,9 @@ impl Runtime {
             }
         }
         self.stats.restored.fetch_add(restored, Ordering::Relaxed);
+        self.stats
+            .restore_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         tracing::info!(
             app = %self.config.application_id, partition, restored, repairs,
             seq = checkpoint.seq, elapsed = ?started.elapsed(), "task opened"

@@ -19,6 +19,7 @@ struct Families {
     late_dropped: Family<AppLabels, Counter>,
     restored: Family<AppLabels, Counter>,
     batches: Family<AppLabels, Counter>,
+    restore_micros: Family<AppLabels, Counter>,
 }
 
 fn families() -> &'static Families {
@@ -31,6 +32,7 @@ fn families() -> &'static Families {
             late_dropped: Family::default(),
             restored: Family::default(),
             batches: Family::default(),
+            restore_micros: Family::default(),
         };
         crate::metrics::register("streams_records_processed", "Input records processed", f.processed.clone());
         crate::metrics::register(
@@ -46,6 +48,11 @@ fn families() -> &'static Families {
         );
         crate::metrics::register("streams_restored_records", "Changelog records applied during restore", f.restored.clone());
         crate::metrics::register("streams_batches_committed", "Batches committed", f.batches.clone());
+        crate::metrics::register(
+            "streams_restore_microseconds",
+            "Time spent restoring state from changelogs",
+            f.restore_micros.clone(),
+        );
         f
     })
 }
@@ -58,6 +65,8 @@ pub struct StreamsStats {
     pub late_dropped: AppCounter,
     pub restored: AppCounter,
     pub batches: AppCounter,
+    /// Time spent restoring tasks from changelogs, in microseconds.
+    pub restore_micros: AppCounter,
 }
 
 /// An atomic counter mirrored into a Prometheus counter.
@@ -99,6 +108,7 @@ impl StreamsStats {
             late_dropped: AppCounter::new(&f.late_dropped, application),
             restored: AppCounter::new(&f.restored, application),
             batches: AppCounter::new(&f.batches, application),
+            restore_micros: AppCounter::new(&f.restore_micros, application),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! | [`context`]   | what a processor sees: record coordinates, stores, `emit`               |
 //! | [`state`]     | a task's RocksDB: a column family per store, plus its checkpoint        |
 //! | [`changelog`] | changelog topics, batch markers, and restore                           |
+//! | [`count`]     | `CountByKey`: records per key, the reference stateful processor         |
 //! | [`window`]    | tumbling/hopping windows, grace, retention                              |
 //! | [`topn`]      | top-N with deterministic ties                                           |
 //! | [`metrics`]   | per-application counters                                                |
@@ -14,6 +15,7 @@
 pub mod app;
 pub mod changelog;
 pub mod context;
+pub mod count;
 pub mod metrics;
 pub mod state;
 pub mod topn;

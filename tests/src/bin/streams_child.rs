@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use shared::Kafka;
-use tests::{COUNTS, CountPerKey, counter_config};
+use tests::counter_config;
 
 #[derive(Parser)]
 struct Args {
@@ -25,9 +25,7 @@ async fn main() -> anyhow::Result<()> {
     let handle = shared::streams::start(
         &kafka,
         counter_config(&kafka, &args.state_dir),
-        CountPerKey {
-            output: kafka.topic(&COUNTS),
-        },
+        tests::counter(&kafka),
         shutdown,
     )
     .await?;

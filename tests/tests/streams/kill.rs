@@ -10,7 +10,7 @@ use std::time::Duration;
 use rdkafka::Message;
 use shared::streams;
 use shared::testkit::TestKafka;
-use tests::{COUNTS, CountPerKey, KeyCount, WORDS, counter_config};
+use tests::{COUNTS, KeyCount, WORDS, counter_config};
 use tokio_util::sync::CancellationToken;
 
 fn spawn(kafka: &TestKafka, state_dir: &Path) -> Child {
@@ -116,9 +116,7 @@ async fn counts_stay_exact_when_the_application_is_killed_repeatedly() {
         let verifier = streams::start(
             kafka.kafka(),
             counter_config(kafka.kafka(), &dir),
-            CountPerKey {
-                output: kafka.kafka().topic(&COUNTS),
-            },
+            tests::counter(kafka.kafka()),
             stop.clone(),
         )
         .await

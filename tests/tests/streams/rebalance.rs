@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use shared::streams;
 use shared::testkit::TestKafka;
-use tests::{COUNTS, CountPerKey, WORDS, counter_config};
+use tests::{COUNTS, WORDS, counter_config};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -14,9 +14,7 @@ async fn a_joining_instance_restores_its_partitions_and_takes_all_when_the_other
         streams::start(
             kafka.kafka(),
             counter_config(kafka.kafka(), dir),
-            CountPerKey {
-                output: kafka.kafka().topic(&COUNTS),
-            },
+            tests::counter(kafka.kafka()),
             stop.clone(),
         )
     };

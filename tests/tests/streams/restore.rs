@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use shared::streams;
 use shared::testkit::TestKafka;
-use tests::{COUNTS, CountPerKey, WORDS, counter_config};
+use tests::{COUNTS, WORDS, counter_config};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -16,9 +16,7 @@ async fn state_is_rebuilt_from_the_changelog_when_the_state_directory_is_lost() 
     let first = streams::start(
         kafka.kafka(),
         counter_config(kafka.kafka(), first_dir.path()),
-        CountPerKey {
-            output: kafka.kafka().topic(&COUNTS),
-        },
+        tests::counter(kafka.kafka()),
         stop.clone(),
     )
     .await
@@ -34,9 +32,7 @@ async fn state_is_rebuilt_from_the_changelog_when_the_state_directory_is_lost() 
     let second = streams::start(
         kafka.kafka(),
         counter_config(kafka.kafka(), second_dir.path()),
-        CountPerKey {
-            output: kafka.kafka().topic(&COUNTS),
-        },
+        tests::counter(kafka.kafka()),
         stop.clone(),
     )
     .await

@@ -1,0 +1,211 @@
+//! `casestudies bench streams`: what the streams runtime costs, measured on one broker in one run.
+//!
+//! * (a) raw consume-and-discard: a plain consumer reading the input, no decoding;
+//! * (b) count-per-key: the streams runtime decoding JSON, counting in RocksDB, writing the
+//!   changelog with batch markers and committing — at-least-once with exact state;
+//! * (c) restore: a new instance with an empty state directory rebuilding (b)'s state from the
+//!   changelog.
+//!
+//! Rates are taken from the first record to the last, so group joins and topic creation are
+//! not counted. Run it in release mode: `cargo run --release -- bench streams`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use shared::streams::{self, count::CountByKey};
+use shared::{Cleanup, Kafka, Retention, TopicSpec};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StreamsBench {
+    /// Input records.
+    #[arg(long, default_value_t = 300_000)]
+    pub records: u64,
+    /// Distinct keys.
+    #[arg(long, default_value_t = 100_000)]
+    pub keys: u64,
+}
+
+const INPUT: TopicSpec = TopicSpec {
+    case_study: "bench",
+    name: "input",
+    key: "key",
+    partitions: 8,
+    retention: Retention::hours(1),
+    cleanup: Cleanup::Delete,
+    purpose: "benchmark input",
+    producers: &["bench"],
+    consumers: &["bench"],
+};
+
+pub async fn streams(kafka: &Kafka, bench: &StreamsBench) -> anyhow::Result<()> {
+    let kafka = kafka.with_prefix(&format!(
+        "{}bench{:06x}.",
+        kafka.prefix(),
+        rand::random::<u32>() & 0xff_ffff
+    ));
+    shared::provision(&kafka, &[INPUT]).await?;
+    let topic = kafka.topic(&INPUT);
+    println!(
+        "broker: {} ({})",
+        if kafka.is_embedded() {
+            "embedded mock cluster"
+        } else {
+            "external"
+        },
+        kafka.bootstrap_servers()
+    );
+    println!(
+        "records: {}, keys: {}, partitions: {}",
+        bench.records, bench.keys, INPUT.partitions
+    );
+
+    let produce_rate = produce(&kafka, &topic, bench).await?;
+    println!(
+        "produce (acks=all, idempotent):            {:>10.0} records/s",
+        produce_rate
+    );
+
+    let raw_rate = raw_consume(&kafka, &topic, bench.records).await?;
+    println!(
+        "(a) raw consume-and-discard:               {:>10.0} records/s",
+        raw_rate
+    );
+
+    let state = tempfile::tempdir()?;
+    let mut config =
+        streams::StreamsConfig::new(&kafka, "bench-count", vec![topic.clone()], &["counts"]);
+    config.state_dir = state.path().join("first");
+    let count_rate = {
+        let stop = CancellationToken::new();
+        let app = streams::start(
+            &kafka,
+            config.clone(),
+            CountByKey {
+                store: "counts",
+                output: None,
+            },
+            stop.clone(),
+        )
+        .await?;
+        let rate = rate_until(bench.records, || app.stats.processed.get()).await?;
+        stop.cancel();
+        app.join().await?;
+        rate
+    };
+    println!(
+        "(b) count-per-key, RocksDB + changelog:    {:>10.0} records/s   (b)/(a) = {:.0}%  [target >= 50%]",
+        count_rate,
+        100.0 * count_rate / raw_rate
+    );
+
+    config.state_dir = state.path().join("second");
+    let stop = CancellationToken::new();
+    let app = streams::start(
+        &kafka,
+        config,
+        CountByKey {
+            store: "counts",
+            output: None,
+        },
+        stop.clone(),
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while app.stores.partitions().len() < INPUT.partitions as usize {
+        anyhow::ensure!(Instant::now() < deadline, "restore did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let restored = app.stats.restored.get();
+    let seconds = app.stats.restore_micros.get() as f64 / 1e6;
+    let keys = app.stores.prefix::<u64>("counts", b"")?.len();
+    stop.cancel();
+    app.join().await?;
+    println!(
+        "(c) restore from changelog:                {:>10.0} records/s   ({restored} changelog records -> {keys} keys in {seconds:.2} s)  [target >= 200k keys/s]",
+        restored as f64 / seconds
+    );
+    Ok(())
+}
+
+async fn produce(kafka: &Kafka, topic: &str, bench: &StreamsBench) -> anyhow::Result<f64> {
+    let producer: ThreadedProducer<DefaultProducerContext> = kafka
+        .client_config()
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let (topic, records, keys) = (topic.to_owned(), bench.records, bench.keys);
+    tokio::task::spawn_blocking(move || -> anyhow::Result<f64> {
+        let started = Instant::now();
+        for seq in 0..records {
+            let key = format!("key-{}", seq % keys);
+            let payload = format!(r#"{{"seq":{seq},"at":"2026-11-22T00:00:00Z"}}"#);
+            let mut record = BaseRecord::to(&topic).key(&key).payload(&payload);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, returned)) => {
+                        record = returned;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+        producer
+            .flush(Duration::from_secs(120))
+            .context("flushing the input")?;
+        Ok(records as f64 / started.elapsed().as_secs_f64())
+    })
+    .await?
+}
+
+async fn raw_consume(kafka: &Kafka, topic: &str, records: u64) -> anyhow::Result<f64> {
+    let consumer: BaseConsumer = kafka
+        .client_config()
+        .set("group.id", format!("{}bench-raw", kafka.prefix()))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    tokio::task::spawn_blocking(move || -> anyhow::Result<f64> {
+        let mut seen = 0u64;
+        let mut first: Option<Instant> = None;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while seen < records {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "raw consumer read only {seen} records"
+            );
+            if let Some(Ok(_message)) = consumer.poll(Duration::from_millis(100)) {
+                first.get_or_insert_with(Instant::now);
+                seen += 1;
+            }
+        }
+        Ok(records as f64 / first.map_or(0.0, |t| t.elapsed().as_secs_f64()))
+    })
+    .await?
+}
+
+/// Records/s between the first and the `total`-th record counted by `processed`.
+async fn rate_until(total: u64, processed: impl Fn() -> u64) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while processed() == 0 {
+        anyhow::ensure!(Instant::now() < deadline, "nothing processed");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let (started, at_start) = (Instant::now(), processed());
+    while processed() < total {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "processed only {} of {total}",
+            processed()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok((total - at_start) as f64 / started.elapsed().as_secs_f64())
+}
