@@ -117,3 +117,49 @@ pub fn counter_config(
     ];
     config
 }
+
+/// Counts records per partition and reports the count on every punctuation (wall clock).
+pub struct PartitionTicker {
+    pub output: String,
+}
+
+/// What [`PartitionTicker`] emits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tick {
+    pub partition: i32,
+    pub seen: u64,
+}
+
+impl shared::streams::Processor for PartitionTicker {
+    type Input = Ping;
+
+    fn process(
+        &mut self,
+        ctx: &mut shared::streams::ProcessorContext<'_>,
+        _key: Option<&str>,
+        _value: Ping,
+    ) -> Result<(), shared::HandlerError> {
+        let seen = ctx
+            .get::<u64>(COUNT_STORE, b"seen")
+            .map_err(shared::HandlerError::Transient)?
+            .unwrap_or(0);
+        ctx.put(COUNT_STORE, b"seen", &(seen + 1))
+            .map_err(shared::HandlerError::Transient)
+    }
+
+    fn punctuate(
+        &mut self,
+        ctx: &mut shared::streams::ProcessorContext<'_>,
+    ) -> Result<(), shared::HandlerError> {
+        let seen = ctx
+            .get::<u64>(COUNT_STORE, b"seen")
+            .map_err(shared::HandlerError::Transient)?
+            .unwrap_or(0);
+        let tick = Tick {
+            partition: ctx.partition(),
+            seen,
+        };
+        ctx.emit(&self.output, &ctx.partition().to_string(), &tick)
+            .map_err(shared::HandlerError::Transient)
+    }
+}

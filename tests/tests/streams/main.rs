@@ -1,6 +1,7 @@
 //! Streams runtime tests: restore from changelogs, exact counts across SIGKILLs, rebalances.
 
 mod kill;
+mod punctuation;
 mod rebalance;
 mod restore;
 
