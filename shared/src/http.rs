@@ -117,6 +117,18 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     ApiError::new(status, "invalid request body").with_detail(rejection.body_text())
 }
 
+/// A `307 Temporary Redirect` to the same path and query at another instance's `endpoint`
+/// (interactive queries for a key another instance owns).
+pub fn redirect_to(endpoint: &str, uri: &axum::http::Uri) -> Response {
+    let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let location = format!("{}{path}", endpoint.trim_end_matches('/'));
+    (
+        StatusCode::TEMPORARY_REDIRECT,
+        [(header::LOCATION, location)],
+    )
+        .into_response()
+}
+
 /// Answers `/readyz` from cluster metadata.
 #[derive(Clone)]
 pub struct Readiness {

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::changelog::{self, BATCH_HEADER, Change, Entry, MARKER_KEY, Marker, StoreReplay};
 use super::context::{Output, ProcessorContext, RecordMeta};
+use super::instances::{self, Announcement, Directory, Route};
 use super::metrics::StreamsStats;
 use super::state::{Checkpoint, Overlay, StateDb};
 use crate::consumer::HandlerError;
@@ -70,6 +71,9 @@ pub struct StreamsConfig {
     pub punctuate_every: Option<Duration>,
     /// Extra consumer properties (e.g. `session.timeout.ms`).
     pub consumer_properties: Vec<(String, String)>,
+    /// This instance's HTTP endpoint (`http://host:port`), announced to the other instances so
+    /// queries for keys it owns reach it (Kafka Streams' `application.server`).
+    pub endpoint: Option<String>,
 }
 
 impl StreamsConfig {
@@ -88,6 +92,7 @@ impl StreamsConfig {
             batch_linger: Duration::from_millis(20),
             punctuate_every: None,
             consumer_properties: Vec::new(),
+            endpoint: None,
         }
     }
 
@@ -156,9 +161,25 @@ pub struct StreamsHandle {
     thread: std::thread::JoinHandle<anyhow::Result<()>>,
     pub stats: Arc<StreamsStats>,
     pub stores: StoreReader,
+    /// The other instances and the partitions they own.
+    pub directory: Directory,
+    endpoint: Option<String>,
+    input_partitions: i32,
 }
 
 impl StreamsHandle {
+    /// Where a query for `key` must be answered: here, at another instance, or nowhere yet.
+    pub fn route(&self, key: &[u8]) -> Route {
+        let partition = instances::partition_for_key(key, self.input_partitions);
+        if self.stores.partitions().contains(&partition) {
+            return Route::Local;
+        }
+        match self.directory.owner(partition) {
+            Some(endpoint) if Some(&endpoint) != self.endpoint.as_ref() => Route::Remote(endpoint),
+            _ => Route::Unavailable,
+        }
+    }
+
     /// Waits for the stream thread (it stops when the shutdown token is cancelled).
     pub async fn join(self) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || self.thread.join())
@@ -167,11 +188,12 @@ impl StreamsHandle {
     }
 }
 
-/// Creates the changelog topics (compacted, partitioned like the largest input).
+/// Creates the changelog topics (compacted, partitioned like the largest input) and the
+/// instances topic; returns the input partition count.
 pub async fn provision_internal_topics(
     kafka: &Kafka,
     config: &StreamsConfig,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<i32> {
     let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
         kafka.client_config().create()?;
     let (_, counts) = crate::provision::partition_counts(&Arc::new(admin)).await?;
@@ -188,7 +210,7 @@ pub async fn provision_internal_topics(
         .into_iter()
         .max()
         .unwrap_or(1);
-    let topics: Vec<PhysicalTopic> = config
+    let mut topics: Vec<PhysicalTopic> = config
         .stores
         .iter()
         .map(|store| PhysicalTopic {
@@ -198,13 +220,19 @@ pub async fn provision_internal_topics(
             cleanup: Cleanup::Compact,
         })
         .collect();
+    topics.push(PhysicalTopic {
+        name: instances::instances_topic(&config.application_id),
+        partitions: 1,
+        retention: Retention::Forever,
+        cleanup: Cleanup::Compact,
+    });
     let report = crate::provision::provision_physical(kafka, &topics).await?;
     if let Some((topic, have, want)) = report.under_partitioned.first() {
         bail!(
             "changelog {topic} has {have} partitions but the input has {want}: state would be lost; delete it or fix the input"
         );
     }
-    Ok(())
+    Ok(partitions)
 }
 
 /// Provisions the internal topics and starts the stream thread.
@@ -214,13 +242,21 @@ pub async fn start<P: Processor>(
     processor: P,
     shutdown: CancellationToken,
 ) -> anyhow::Result<StreamsHandle> {
-    provision_internal_topics(kafka, &config).await?;
+    let input_partitions = provision_internal_topics(kafka, &config).await?;
     let stats = Arc::new(StreamsStats::new(&config.application_id));
     let reader = StoreReader {
         stores: Arc::new(config.stores.clone()),
         tasks: Arc::default(),
     };
-    let runtime = Runtime::new(kafka, config, Arc::clone(&stats), reader.clone())?;
+    let directory = Directory::default();
+    let endpoint = config.endpoint.clone();
+    let runtime = Runtime::new(
+        kafka,
+        config,
+        Arc::clone(&stats),
+        reader.clone(),
+        directory.clone(),
+    )?;
     let thread = std::thread::Builder::new()
         .name(format!("stream-{}", runtime.config.application_id))
         .spawn(move || runtime.run(processor, shutdown))?;
@@ -228,6 +264,9 @@ pub async fn start<P: Processor>(
         thread,
         stats,
         stores: reader,
+        directory,
+        endpoint,
+        input_partitions,
     })
 }
 
@@ -318,6 +357,10 @@ struct Runtime {
     assigned: Arc<Mutex<BTreeSet<i32>>>,
     revoked: Arc<Mutex<BTreeSet<i32>>>,
     tasks: BTreeMap<i32, Task>,
+    directory: Directory,
+    instance_id: String,
+    /// Reads the instances topic from the beginning (no group).
+    announcements: BaseConsumer,
 }
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -328,6 +371,7 @@ impl Runtime {
         config: StreamsConfig,
         stats: Arc<StreamsStats>,
         reader: StoreReader,
+        directory: Directory,
     ) -> anyhow::Result<Self> {
         let assigned = Arc::new(Mutex::new(BTreeSet::new()));
         let revoked = Arc::new(Mutex::new(BTreeSet::new()));
@@ -362,7 +406,22 @@ impl Runtime {
             .set("compression.type", "lz4")
             .set("linger.ms", "5")
             .create_with_context(AckContext::default())?;
+        let announcements: BaseConsumer = kafka
+            .client_config()
+            .set("group.id", format!("{}-instances", config.application_id))
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(
+            &instances::instances_topic(&config.application_id),
+            0,
+            Offset::Beginning,
+        )?;
+        announcements.assign(&tpl)?;
         Ok(Runtime {
+            directory,
+            instance_id: uuid::Uuid::new_v4().to_string(),
+            announcements,
             config,
             stats,
             reader,
@@ -388,6 +447,7 @@ impl Runtime {
         let result = (|| -> anyhow::Result<()> {
             while !shutdown.is_cancelled() {
                 let batch = self.poll_batch(&shutdown)?;
+                self.read_announcements();
                 self.sync_tasks()?;
                 let interrupted = self.process_batch(&mut processor, batch, &shutdown)?;
                 if let (Some(every), Some(at)) = (self.config.punctuate_every, next_punctuation)
@@ -403,6 +463,9 @@ impl Runtime {
             }
             Ok(())
         })();
+        if self.config.endpoint.is_some() {
+            let _ = self.announce(None); // withdraw: this instance answers no more queries
+        }
         let _ = self.producer.flush(FLUSH_TIMEOUT);
         // Offsets of every committed batch, synchronously: the next owner starts right there.
         let mut offsets = TopicPartitionList::new();
@@ -463,6 +526,7 @@ impl Runtime {
             .filter(|p| !assigned.contains(p) || revoked_meanwhile.contains(p))
             .copied()
             .collect();
+        let mut changed = !close.is_empty();
         for partition in close {
             // State was committed at the end of the previous batch: closing is just dropping.
             self.tasks.remove(&partition);
@@ -477,9 +541,54 @@ impl Runtime {
             if !self.tasks.contains_key(&partition) {
                 let task = self.open_task(partition)?;
                 self.tasks.insert(partition, task);
+                changed = true;
             }
         }
+        if changed && self.config.endpoint.is_some() {
+            let partitions = self.tasks.keys().copied().collect();
+            self.announce(Some(partitions))?;
+        }
         Ok(())
+    }
+
+    /// Tells every instance which partitions this one serves (`None`: none any more).
+    fn announce(&self, partitions: Option<Vec<i32>>) -> anyhow::Result<()> {
+        let topic = instances::instances_topic(&self.config.application_id);
+        let payload = match (partitions, &self.config.endpoint) {
+            (Some(partitions), Some(endpoint)) => Some(serde_json::to_vec(&Announcement {
+                endpoint: endpoint.clone(),
+                partitions,
+                announced_ms: chrono::Utc::now().timestamp_millis(),
+            })?),
+            _ => None,
+        };
+        let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(&topic, 0)
+            .key(self.instance_id.as_bytes());
+        if let Some(payload) = &payload {
+            record = record.payload(payload.as_slice());
+        }
+        send(&self.producer, record)
+    }
+
+    /// Applies the announcements that arrived since the last look (never blocks).
+    fn read_announcements(&self) {
+        while let Some(result) = self.announcements.poll(Duration::ZERO) {
+            match result {
+                Ok(message) => {
+                    let Some(id) = message
+                        .key()
+                        .map(|k| String::from_utf8_lossy(k).into_owned())
+                    else {
+                        continue;
+                    };
+                    let announcement = message
+                        .payload()
+                        .and_then(|p| serde_json::from_slice(p).ok());
+                    self.directory.apply(id, announcement);
+                }
+                Err(err) => tracing::debug!(%err, "instances topic"),
+            }
+        }
     }
 
     /// Processes `batch`; `true` if shutdown interrupted a retry (the rest is left unprocessed).

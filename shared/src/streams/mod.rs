@@ -8,6 +8,7 @@
 //! | [`state`]     | a task's RocksDB: a column family per store, plus its checkpoint        |
 //! | [`changelog`] | changelog topics, batch markers, and restore                           |
 //! | [`count`]     | `CountByKey`: records per key, the reference stateful processor         |
+//! | [`instances`] | who owns which partition: routing interactive queries across instances  |
 //! | [`window`]    | tumbling/hopping windows, grace, retention                              |
 //! | [`topn`]      | top-N with deterministic ties                                           |
 //! | [`metrics`]   | per-application counters                                                |
@@ -16,6 +17,7 @@ pub mod app;
 pub mod changelog;
 pub mod context;
 pub mod count;
+pub mod instances;
 pub mod metrics;
 pub mod state;
 pub mod topn;
@@ -23,4 +25,5 @@ pub mod window;
 
 pub use app::{Processor, StoreReader, StreamsConfig, StreamsHandle, start};
 pub use context::ProcessorContext;
+pub use instances::Route;
 pub use window::{Window, Windows};

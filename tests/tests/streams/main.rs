@@ -2,6 +2,7 @@
 
 mod kill;
 mod punctuation;
+mod queries;
 mod rebalance;
 mod restore;
 

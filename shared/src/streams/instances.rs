@@ -1,0 +1,123 @@
+//! Who owns which partition, for interactive queries across instances.
+//!
+//! Every instance with an HTTP endpoint (`StreamsConfig::endpoint`, Kafka Streams'
+//! `application.server`) announces `{endpoint, partitions}` on the compacted
+//! `<prefix><app id>-instances` topic (key: instance id) whenever its tasks change, and a
+//! tombstone when it stops. Every instance reads the topic, so any of them can tell where a key
+//! lives: the key's partition is computed with the producers' partitioner (librdkafka's default,
+//! `consistent_random`: CRC-32 of the key modulo the partition count).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+/// The instances topic of an (already prefixed) application id.
+pub fn instances_topic(application_id: &str) -> String {
+    format!("{application_id}-instances")
+}
+
+/// The partition librdkafka's default partitioner picks for `key`.
+pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
+    (crc32fast::hash(key) % partitions.max(1) as u32) as i32
+}
+
+/// One instance's announcement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announcement {
+    pub endpoint: String,
+    pub partitions: Vec<i32>,
+    /// Milliseconds since the epoch: the newest claim on a partition wins.
+    pub announced_ms: i64,
+}
+
+/// Where a query for a key should be answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// This instance runs the key's task.
+    Local,
+    /// Another instance does, at this endpoint.
+    Remote(String),
+    /// Nobody is known to own it right now (starting up or rebalancing).
+    Unavailable,
+}
+
+/// What every instance knows about the others (updated by the stream thread).
+#[derive(Clone, Default)]
+pub struct Directory {
+    instances: Arc<RwLock<HashMap<String, Announcement>>>,
+}
+
+impl Directory {
+    pub fn apply(&self, instance_id: String, announcement: Option<Announcement>) {
+        let mut instances = self.instances.write().expect("directory lock");
+        match announcement {
+            Some(a) => {
+                instances.insert(instance_id, a);
+            }
+            None => {
+                instances.remove(&instance_id);
+            }
+        }
+    }
+
+    /// The endpoint of the instance that most recently claimed `partition`.
+    pub fn owner(&self, partition: i32) -> Option<String> {
+        self.instances
+            .read()
+            .expect("directory lock")
+            .values()
+            .filter(|a| a.partitions.contains(&partition))
+            .max_by_key(|a| a.announced_ms)
+            .map(|a| a.endpoint.clone())
+    }
+
+    /// Every known instance's endpoint and partitions (for `/…/instances` style endpoints).
+    pub fn all(&self) -> Vec<Announcement> {
+        let mut all: Vec<Announcement> = self
+            .instances
+            .read()
+            .expect("directory lock")
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_for_key_is_crc32_modulo() {
+        // zlib's crc32("123456789") = 0xCBF43926, the standard check value.
+        assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
+        assert_eq!(
+            partition_for_key(b"123456789", 7),
+            (0xCBF4_3926u32 % 7) as i32
+        );
+    }
+
+    #[test]
+    fn the_newest_claim_wins() {
+        let directory = Directory::default();
+        let claim = |endpoint: &str, partitions: Vec<i32>, at| Announcement {
+            endpoint: endpoint.into(),
+            partitions,
+            announced_ms: at,
+        };
+        directory.apply("a".into(), Some(claim("http://a", vec![0, 1], 1)));
+        directory.apply("b".into(), Some(claim("http://b", vec![1], 2)));
+        assert_eq!(directory.owner(0).as_deref(), Some("http://a"));
+        assert_eq!(directory.owner(1).as_deref(), Some("http://b"));
+        directory.apply("b".into(), None);
+        assert_eq!(
+            directory.owner(1).as_deref(),
+            Some("http://a"),
+            "stale claims are still better than none"
+        );
+        assert_eq!(directory.owner(2), None);
+    }
+}
