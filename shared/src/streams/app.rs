@@ -74,6 +74,9 @@ pub struct StreamsConfig {
     /// This instance's HTTP endpoint (`http://host:port`), announced to the other instances so
     /// queries for keys it owns reach it (Kafka Streams' `application.server`).
     pub endpoint: Option<String>,
+    /// Internal repartition topics (full names, see [`StreamsConfig::repartition`]): created
+    /// with the inputs' partition count. Add them to `inputs` to consume them.
+    pub repartitions: Vec<String>,
 }
 
 impl StreamsConfig {
@@ -93,7 +96,18 @@ impl StreamsConfig {
             punctuate_every: None,
             consumer_properties: Vec::new(),
             endpoint: None,
+            repartitions: Vec::new(),
         }
+    }
+
+    /// Declares an internal repartition topic `<app id>-<name>-repartition` and consumes it:
+    /// emit records to it under a new key to re-key a stream (e.g. by the join key), and they
+    /// come back to the task that owns that key. Returns its name.
+    pub fn repartition(&mut self, name: &str) -> String {
+        let topic = format!("{}-{name}-repartition", self.application_id);
+        self.repartitions.push(topic.clone());
+        self.inputs.push(topic.clone());
+        topic
     }
 
     pub fn changelog(&self, store: &str) -> String {
@@ -200,6 +214,7 @@ pub async fn provision_internal_topics(
     let partitions = config
         .inputs
         .iter()
+        .filter(|t| !config.repartitions.contains(t))
         .map(|t| {
             counts
                 .get(t)
@@ -220,6 +235,12 @@ pub async fn provision_internal_topics(
             cleanup: Cleanup::Compact,
         })
         .collect();
+    topics.extend(config.repartitions.iter().map(|name| PhysicalTopic {
+        name: name.clone(),
+        partitions,
+        retention: Retention::days(1),
+        cleanup: Cleanup::Delete,
+    }));
     topics.push(PhysicalTopic {
         name: instances::instances_topic(&config.application_id),
         partitions: 1,

@@ -1,5 +1,6 @@
 //! Streams runtime tests: restore from changelogs, exact counts across SIGKILLs, rebalances.
 
+mod join;
 mod kill;
 mod punctuation;
 mod queries;
