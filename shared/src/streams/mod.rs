@@ -10,6 +10,7 @@
 //! | [`count`]     | `CountByKey`: records per key, the reference stateful processor         |
 //! | [`instances`] | who owns which partition: routing interactive queries across instances  |
 //! | [`window`]    | tumbling/hopping windows, grace, retention                              |
+//! | [`windowed`]  | windowed aggregation on a store: emit on update or on close, retention  |
 //! | [`topn`]      | top-N with deterministic ties                                           |
 //! | [`metrics`]   | per-application counters                                                |
 
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod state;
 pub mod topn;
 pub mod window;
+pub mod windowed;
 
 pub use app::{Processor, StoreReader, StreamsConfig, StreamsHandle, start};
 pub use context::ProcessorContext;
