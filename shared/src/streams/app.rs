@@ -74,6 +74,9 @@ pub struct StreamsConfig {
     /// This instance's HTTP endpoint (`http://host:port`), announced to the other instances so
     /// queries for keys it owns reach it (Kafka Streams' `application.server`).
     pub endpoint: Option<String>,
+    /// Global tables: `(topic, store)` pairs, each materialized in full on every instance
+    /// (read them with `ProcessorContext::global_get`).
+    pub global_tables: Vec<(String, String)>,
     /// Internal repartition topics (full names, see [`StreamsConfig::repartition`]): created
     /// with the inputs' partition count. Add them to `inputs` to consume them.
     pub repartitions: Vec<String>,
@@ -96,6 +99,7 @@ impl StreamsConfig {
             punctuate_every: None,
             consumer_properties: Vec::new(),
             endpoint: None,
+            global_tables: Vec::new(),
             repartitions: Vec::new(),
         }
     }
@@ -382,6 +386,7 @@ struct Runtime {
     instance_id: String,
     /// Reads the instances topic from the beginning (no group).
     announcements: BaseConsumer,
+    global: Option<super::global::GlobalTables>,
 }
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -439,7 +444,18 @@ impl Runtime {
             Offset::Beginning,
         )?;
         announcements.assign(&tpl)?;
+        let global = if config.global_tables.is_empty() {
+            None
+        } else {
+            Some(super::global::GlobalTables::open(
+                kafka,
+                &config.state_dir.join("global"),
+                &config.global_tables,
+                &format!("{}-global", config.application_id),
+            )?)
+        };
         Ok(Runtime {
+            global,
             directory,
             instance_id: uuid::Uuid::new_v4().to_string(),
             announcements,
@@ -469,6 +485,9 @@ impl Runtime {
             while !shutdown.is_cancelled() {
                 let batch = self.poll_batch(&shutdown)?;
                 self.read_announcements();
+                if let Some(global) = self.global.as_mut() {
+                    global.poll(Duration::ZERO)?;
+                }
                 self.sync_tasks()?;
                 let interrupted = self.process_batch(&mut processor, batch, &shutdown)?;
                 if let (Some(every), Some(at)) = (self.config.punctuate_every, next_punctuation)
@@ -658,6 +677,7 @@ impl Runtime {
                     application_id: &application_id,
                     stores: &self.config.stores,
                     db: &task.db,
+                    global: self.global.as_ref(),
                     overlay: &mut task.overlay,
                     outputs: &mut task.outputs,
                     undo: Vec::new(),
@@ -714,6 +734,7 @@ impl Runtime {
                 application_id: &self.config.application_id,
                 stores: &self.config.stores,
                 db: &task.db,
+                global: self.global.as_ref(),
                 overlay: &mut task.overlay,
                 outputs: &mut task.outputs,
                 undo: Vec::new(),

@@ -39,6 +39,7 @@ pub struct ProcessorContext<'a> {
     pub(crate) application_id: &'a str,
     pub(crate) stores: &'a [String],
     pub(crate) db: &'a StateDb,
+    pub(crate) global: Option<&'a super::global::GlobalTables>,
     pub(crate) overlay: &'a mut Overlay,
     pub(crate) outputs: &'a mut Vec<Output>,
     pub(crate) undo: Vec<Undo>,
@@ -106,6 +107,24 @@ impl<'a> ProcessorContext<'a> {
     /// Typed read (JSON values).
     pub fn get<V: DeserializeOwned>(&self, store: &str, key: &[u8]) -> anyhow::Result<Option<V>> {
         match self.get_raw(store, key)? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Looks `key` up in a global table (every partition of its topic, on every instance).
+    pub fn global_get<V: DeserializeOwned>(
+        &self,
+        store: &str,
+        key: &[u8],
+    ) -> anyhow::Result<Option<V>> {
+        let global = self
+            .global
+            .ok_or_else(|| anyhow::anyhow!("no global tables configured"))?;
+        let index = global
+            .index(store)
+            .ok_or_else(|| anyhow::anyhow!("no global table named {store:?}"))?;
+        match global.db.get(index, key)? {
             Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
             None => Ok(None),
         }

@@ -8,6 +8,7 @@
 //! | [`state`]     | a task's RocksDB: a column family per store, plus its checkpoint        |
 //! | [`changelog`] | changelog topics, batch markers, and restore                           |
 //! | [`count`]     | `CountByKey`: records per key, the reference stateful processor         |
+//! | [`global`]    | global tables: a whole small topic on every instance                    |
 //! | [`instances`] | who owns which partition: routing interactive queries across instances  |
 //! | [`window`]    | tumbling/hopping windows, grace, retention                              |
 //! | [`windowed`]  | windowed aggregation on a store: emit on update or on close, retention  |
@@ -18,6 +19,7 @@ pub mod app;
 pub mod changelog;
 pub mod context;
 pub mod count;
+pub mod global;
 pub mod instances;
 pub mod metrics;
 pub mod state;

@@ -156,6 +156,7 @@ mod tests {
             application_id: "test",
             stores: &stores,
             db,
+            global: None,
             overlay,
             outputs: &mut outputs,
             undo: Vec::new(),

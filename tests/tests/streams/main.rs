@@ -1,5 +1,6 @@
 //! Streams runtime tests: restore from changelogs, exact counts across SIGKILLs, rebalances.
 
+mod global_table;
 mod join;
 mod kill;
 mod punctuation;
