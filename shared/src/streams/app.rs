@@ -481,6 +481,7 @@ impl Runtime {
             .config
             .punctuate_every
             .map(|every| Instant::now() + every);
+        let mut next_lag = Instant::now();
         let result = (|| -> anyhow::Result<()> {
             while !shutdown.is_cancelled() {
                 let batch = self.poll_batch(&shutdown)?;
@@ -497,6 +498,10 @@ impl Runtime {
                     next_punctuation = Some(Instant::now() + every);
                 }
                 self.commit()?;
+                if Instant::now() >= next_lag {
+                    self.refresh_lag();
+                    next_lag = Instant::now() + Duration::from_secs(5);
+                }
                 if interrupted {
                     break;
                 }
@@ -589,6 +594,23 @@ impl Runtime {
             self.announce(Some(partitions))?;
         }
         Ok(())
+    }
+
+    /// Updates the lag gauge: log end minus next offset, over this instance's partitions.
+    fn refresh_lag(&self) {
+        let mut lag = 0i64;
+        for task in self.tasks.values() {
+            for topic in &self.config.inputs {
+                if let Ok((_, high)) =
+                    self.consumer
+                        .fetch_watermarks(topic, task.partition, Duration::from_secs(1))
+                {
+                    let next = task.next_offsets.get(topic).copied().unwrap_or(0);
+                    lag += (high - next).max(0); // clamped: tansu under-reports the end
+                }
+            }
+        }
+        self.stats.lag.set(lag);
     }
 
     /// Tells every instance which partitions this one serves (`None`: none any more).
@@ -931,16 +953,23 @@ impl Runtime {
             let start = local.positions.get(store).map_or(0, |p| p + 1);
             let mut replay = StoreReplay::default();
             let mut batch = WriteBatch::default();
-            let end = read_changelog(&self.restorer, &topic, partition, start, |entry| {
-                for change in replay.push(entry) {
-                    db.stage_one(&mut batch, index, &change.key, change.value.as_deref());
-                    restored += 1;
-                }
-                if batch.len() >= 10_000 {
-                    db.write(std::mem::take(&mut batch))?;
-                }
-                Ok(())
-            })?;
+            let end = read_changelog(
+                &self.restorer,
+                &topic,
+                partition,
+                start,
+                &self.stats.restore_remaining,
+                |entry| {
+                    for change in replay.push(entry) {
+                        db.stage_one(&mut batch, index, &change.key, change.value.as_deref());
+                        restored += 1;
+                    }
+                    if batch.len() >= 10_000 {
+                        db.write(std::mem::take(&mut batch))?;
+                    }
+                    Ok(())
+                },
+            )?;
             db.write(batch)?;
             markers.extend(replay.markers.iter().cloned());
             tails.push(replay.into_tail());
@@ -1014,6 +1043,7 @@ fn read_changelog(
     topic: &str,
     partition: i32,
     start: i64,
+    remaining: &prometheus_client::metrics::gauge::Gauge,
     mut on_entry: impl FnMut(Entry) -> anyhow::Result<()>,
 ) -> anyhow::Result<i64> {
     let (low, high) = restorer
@@ -1023,6 +1053,10 @@ fn read_changelog(
     if start >= high {
         return Ok(high);
     }
+    tracing::debug!(topic, partition, records = high - start, "restoring");
+    let expected = high - start;
+    remaining.inc_by(expected);
+    let mut seen = 0i64;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(start))?;
     restorer.assign(&tpl)?;
@@ -1042,6 +1076,10 @@ fn read_changelog(
                     continue; // left over from a previous assignment of the restore consumer
                 }
                 last_progress = Instant::now();
+                if seen < expected {
+                    remaining.dec();
+                }
+                seen += 1;
                 draining |= message.offset() >= high - 1;
                 on_entry(parse_entry(&message)?)?;
             }
@@ -1061,6 +1099,7 @@ fn read_changelog(
             }
         }
     }
+    remaining.dec_by((expected - seen).max(0)); // compacted-away offsets
     restorer.unassign()?;
     Ok(high)
 }

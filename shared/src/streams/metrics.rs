@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AppLabels {
@@ -20,6 +21,8 @@ struct Families {
     restored: Family<AppLabels, Counter>,
     batches: Family<AppLabels, Counter>,
     restore_micros: Family<AppLabels, Counter>,
+    lag: Family<AppLabels, Gauge>,
+    restore_remaining: Family<AppLabels, Gauge>,
 }
 
 fn families() -> &'static Families {
@@ -33,6 +36,8 @@ fn families() -> &'static Families {
             restored: Family::default(),
             batches: Family::default(),
             restore_micros: Family::default(),
+            lag: Family::default(),
+            restore_remaining: Family::default(),
         };
         crate::metrics::register("streams_records_processed", "Input records processed", f.processed.clone());
         crate::metrics::register(
@@ -53,6 +58,16 @@ fn families() -> &'static Families {
             "Time spent restoring state from changelogs",
             f.restore_micros.clone(),
         );
+        crate::metrics::register(
+            "streams_consumer_lag",
+            "Input records not yet processed by this instance (refreshed every 5 s)",
+            f.lag.clone(),
+        );
+        crate::metrics::register(
+            "streams_restore_remaining_records",
+            "Changelog records still to read by the restore in progress",
+            f.restore_remaining.clone(),
+        );
         f
     })
 }
@@ -67,6 +82,10 @@ pub struct StreamsStats {
     pub batches: AppCounter,
     /// Time spent restoring tasks from changelogs, in microseconds.
     pub restore_micros: AppCounter,
+    /// Input records behind, over this instance's partitions.
+    pub lag: Gauge,
+    /// Changelog records the running restore still has to read.
+    pub restore_remaining: Gauge,
 }
 
 /// An atomic counter mirrored into a Prometheus counter.
@@ -109,6 +128,18 @@ impl StreamsStats {
             restored: AppCounter::new(&f.restored, application),
             batches: AppCounter::new(&f.batches, application),
             restore_micros: AppCounter::new(&f.restore_micros, application),
+            lag: f
+                .lag
+                .get_or_create(&AppLabels {
+                    application: application.to_owned(),
+                })
+                .clone(),
+            restore_remaining: f
+                .restore_remaining
+                .get_or_create(&AppLabels {
+                    application: application.to_owned(),
+                })
+                .clone(),
         }
     }
 }

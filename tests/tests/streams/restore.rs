@@ -48,6 +48,25 @@ async fn state_is_rebuilt_from_the_changelog_when_the_state_directory_is_lost() 
         "no input record was counted again"
     );
 
+    // Restore progress and lag are on /metrics, per application.
+    let application = format!("{}counter", kafka.kafka().prefix());
+    crate::eventually(Duration::from_secs(15), "lag gauge back to 0", || {
+        let lag = second.stats.lag.get();
+        async move { lag == 0 }
+    })
+    .await;
+    let metrics = shared::metrics::encode();
+    let restored = format!(
+        "streams_restored_records_total{{application=\"{application}\"}} {}",
+        second.stats.restored.get()
+    );
+    assert!(
+        metrics.lines().any(|l| l == restored),
+        "{restored} in:\n{metrics}"
+    );
+    let remaining = format!("streams_restore_remaining_records{{application=\"{application}\"}} 0");
+    assert!(metrics.lines().any(|l| l == remaining), "{remaining}");
+
     // And it carries on from there.
     crate::add(&mut expected, crate::produce(&kafka, 600, 100, 17).await);
     crate::wait_for_counts(&[&second.stores], &expected, Duration::from_secs(60)).await;
