@@ -3,8 +3,9 @@
 //!
 //! One OS thread per application instance, like a Kafka Streams `StreamThread`: RocksDB and
 //! librdkafka's polling are blocking, so they stay off the async runtime. Tasks are keyed by
-//! input partition (inputs are co-partitioned); a task is opened — and its state restored — when
-//! the first record of its partition arrives, and closed when the partition is revoked.
+//! input partition (inputs are co-partitioned); a task is opened — and its state restored — as
+//! soon as its partition is assigned, and closed when the partition is revoked. The stream thread
+//! also polls the producer itself: it produces only while committing, and flushes right after.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{
     BorrowedMessage, DeliveryResult, Header, Headers, OwnedHeaders, OwnedMessage,
 };
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use rocksdb::WriteBatch;
@@ -94,7 +95,7 @@ impl StreamsConfig {
             application_id,
             inputs,
             stores: stores.iter().map(|s| (*s).to_owned()).collect(),
-            batch_size: 1000,
+            batch_size: 5000,
             batch_linger: Duration::from_millis(20),
             punctuate_every: None,
             consumer_properties: Vec::new(),
@@ -378,7 +379,7 @@ struct Runtime {
     reader: StoreReader,
     consumer: BaseConsumer<GroupContext>,
     restorer: BaseConsumer,
-    producer: ThreadedProducer<AckContext>,
+    producer: BaseProducer<AckContext>,
     assigned: Arc<Mutex<BTreeSet<i32>>>,
     revoked: Arc<Mutex<BTreeSet<i32>>>,
     tasks: BTreeMap<i32, Task>,
@@ -424,13 +425,16 @@ impl Runtime {
             .set("enable.auto.commit", "false")
             .set("fetch.max.bytes", "67108864")
             .set("max.partition.fetch.bytes", "16777216")
+            // Restores read to a known end: don't let the broker hold an empty fetch for 500 ms.
+            .set("fetch.wait.max.ms", "10")
             .create()?;
-        let producer: ThreadedProducer<AckContext> = kafka
+        let producer: BaseProducer<AckContext> = kafka
             .client_config()
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("compression.type", "lz4")
-            .set("linger.ms", "5")
+            // A commit queues all its records before flushing: nothing to gain from waiting.
+            .set("linger.ms", "0")
             .create_with_context(AckContext::default())?;
         let announcements: BaseConsumer = kafka
             .client_config()
@@ -484,13 +488,17 @@ impl Runtime {
         let mut next_lag = Instant::now();
         let result = (|| -> anyhow::Result<()> {
             while !shutdown.is_cancelled() {
+                let t0 = Instant::now();
                 let batch = self.poll_batch(&shutdown)?;
+                let (t1, batch_len) = (Instant::now(), batch.len());
                 self.read_announcements();
                 if let Some(global) = self.global.as_mut() {
                     global.poll(Duration::ZERO)?;
                 }
                 self.sync_tasks()?;
+                let t2 = Instant::now();
                 let interrupted = self.process_batch(&mut processor, batch, &shutdown)?;
+                let t3 = Instant::now();
                 if let (Some(every), Some(at)) = (self.config.punctuate_every, next_punctuation)
                     && Instant::now() >= at
                 {
@@ -498,6 +506,9 @@ impl Runtime {
                     next_punctuation = Some(Instant::now() + every);
                 }
                 self.commit()?;
+                if batch_len > 0 {
+                    tracing::trace!(batch_len, poll = ?(t1 - t0), housekeeping = ?(t2 - t1), process = ?(t3 - t2), commit = ?t3.elapsed(), "batch");
+                }
                 if Instant::now() >= next_lag {
                     self.refresh_lag();
                     next_lag = Instant::now() + Duration::from_secs(5);
@@ -666,7 +677,6 @@ impl Runtime {
             if !assigned.contains(&partition) {
                 continue; // revoked while the batch was gathered: the new owner processes it
             }
-            let application_id = self.config.application_id.clone();
             if !self.tasks.contains_key(&partition) {
                 let task = self.open_task(partition)?;
                 self.tasks.insert(partition, task);
@@ -696,7 +706,7 @@ impl Runtime {
                 };
                 let outputs_before = task.outputs.len();
                 let mut ctx = ProcessorContext {
-                    application_id: &application_id,
+                    application_id: &self.config.application_id,
                     stores: &self.config.stores,
                     db: &task.db,
                     global: self.global.as_ref(),
@@ -733,7 +743,7 @@ impl Runtime {
                     }
                     Err(HandlerError::Transient(err)) => {
                         ctx.rollback(outputs_before);
-                        tracing::warn!(app = %application_id, error = %format!("{err:#}"), retry_in = ?backoff, "processor failed; retrying");
+                        tracing::warn!(app = %self.config.application_id, error = %format!("{err:#}"), retry_in = ?backoff, "processor failed; retrying");
                         if shutdown.is_cancelled() {
                             return Ok(true);
                         }
@@ -922,9 +932,17 @@ impl Runtime {
     }
 
     fn flush_acknowledged(&self) -> anyhow::Result<()> {
-        self.producer
-            .flush(FLUSH_TIMEOUT)
-            .context("records not acknowledged in time")?;
+        // Not `Producer::flush`: rust-rdkafka's flush polls in 100 ms steps that always run to
+        // the end, which would put 200 ms into every commit. Trigger sending, then poll in
+        // 1 ms steps until every delivery report has been served.
+        let _ = self.producer.flush(Duration::ZERO);
+        let deadline = Instant::now() + FLUSH_TIMEOUT;
+        while self.producer.in_flight_count() > 0 {
+            if Instant::now() > deadline {
+                bail!("records not acknowledged within {FLUSH_TIMEOUT:?}");
+            }
+            self.producer.poll(Duration::from_millis(1));
+        }
         let errors =
             std::mem::take(&mut *self.producer.context().errors.lock().expect("errors lock"));
         if !errors.is_empty() {
@@ -1129,7 +1147,7 @@ fn parse_entry(message: &BorrowedMessage<'_>) -> anyhow::Result<Entry> {
 
 /// Sends a record, waiting for room when the local queue is full.
 fn send(
-    producer: &ThreadedProducer<AckContext>,
+    producer: &BaseProducer<AckContext>,
     mut record: BaseRecord<'_, [u8], [u8], usize>,
 ) -> anyhow::Result<()> {
     loop {
@@ -1137,7 +1155,8 @@ fn send(
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                 record = returned;
-                std::thread::sleep(Duration::from_millis(2));
+                // Serve delivery reports to make room (this thread is the producer's poller).
+                producer.poll(Duration::from_millis(5));
             }
             Err((err, _)) => return Err(err.into()),
         }
