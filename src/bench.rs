@@ -132,11 +132,7 @@ pub async fn streams(kafka: &Kafka, bench: &StreamsBench) -> anyhow::Result<()> 
 
 async fn produce(kafka: &Kafka, topic: &str, bench: &StreamsBench) -> anyhow::Result<f64> {
     let producer: ThreadedProducer<DefaultProducerContext> = kafka
-        .client_config()
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "5")
+        .producer_config()
         .set("queue.buffering.max.messages", "1000000")
         .create()?;
     let (topic, records, keys) = (topic.to_owned(), bench.records, bench.keys);

@@ -224,16 +224,8 @@ enum Outcome {
 impl ConsumerLoop {
     /// Creates the consumer and subscribes to the topics (the group is joined on first poll).
     pub fn new(kafka: &Kafka, options: ConsumerOptions) -> anyhow::Result<Self> {
-        let mut config = kafka.client_config();
-        config
-            .set("group.id", &options.group_id)
-            // Offsets are committed explicitly, after (or before) processing, never on a timer.
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest");
-        for (key, value) in &options.properties {
-            config.set(key, value);
-        }
+        // Offsets are committed explicitly, after (or before) processing, never on a timer.
+        let config = kafka.group_consumer_config(&options.group_id, &options.properties);
         let stats = Arc::<ConsumerStats>::default();
         let context = LoggingContext {
             group_id: options.group_id.clone(),

@@ -44,6 +44,34 @@ impl DeadLetterKind {
     }
 }
 
+/// The headers of `message`'s dead letter: its own headers, then the reason and the source.
+pub fn dead_letter_headers(
+    message: &OwnedMessage,
+    kind: DeadLetterKind,
+    error: &str,
+) -> Vec<(String, Vec<u8>)> {
+    let mut headers: Vec<(String, Vec<u8>)> = message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default();
+    headers.extend(
+        [
+            (HEADER_ERROR, error.to_owned()),
+            (HEADER_ERROR_KIND, kind.as_str().to_owned()),
+            (HEADER_SOURCE_TOPIC, message.topic().to_owned()),
+            (HEADER_SOURCE_PARTITION, message.partition().to_string()),
+            (HEADER_SOURCE_OFFSET, message.offset().to_string()),
+            (HEADER_DEAD_LETTERED_AT, chrono::Utc::now().to_rfc3339()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.into_bytes())),
+    );
+    headers
+}
+
 /// Copies `message` (key, payload, timestamp, headers) to its dead-letter topic with the reason.
 pub async fn dead_letter(
     producer: &EventProducer,
@@ -52,42 +80,12 @@ pub async fn dead_letter(
     error: &str,
 ) -> Result<Delivery, ProduceError> {
     let mut headers = OwnedHeaders::new();
-    if let Some(original) = message.headers() {
-        for header in original.iter() {
-            headers = headers.insert(Header {
-                key: header.key,
-                value: header.value,
-            });
-        }
-    }
-    let partition = message.partition().to_string();
-    let offset = message.offset().to_string();
-    let now = chrono::Utc::now().to_rfc3339();
-    let headers = headers
-        .insert(Header {
-            key: HEADER_ERROR,
-            value: Some(error),
-        })
-        .insert(Header {
-            key: HEADER_ERROR_KIND,
-            value: Some(kind.as_str()),
-        })
-        .insert(Header {
-            key: HEADER_SOURCE_TOPIC,
-            value: Some(message.topic()),
-        })
-        .insert(Header {
-            key: HEADER_SOURCE_PARTITION,
-            value: Some(partition.as_str()),
-        })
-        .insert(Header {
-            key: HEADER_SOURCE_OFFSET,
-            value: Some(offset.as_str()),
-        })
-        .insert(Header {
-            key: HEADER_DEAD_LETTERED_AT,
-            value: Some(now.as_str()),
+    for (key, value) in dead_letter_headers(message, kind, error) {
+        headers = headers.insert(Header {
+            key: &key,
+            value: Some(&value),
         });
+    }
     producer
         .send(
             &dlq_name(message.topic()),

@@ -104,6 +104,37 @@ impl Kafka {
         spec.full_name(self.prefix())
     }
 
+    /// A consumer in `group_id` that never commits on its own (the caller commits explicitly,
+    /// after — or before — processing) and starts from the earliest offset; `properties` last.
+    pub fn group_consumer_config(
+        &self,
+        group_id: &str,
+        properties: &[(String, String)],
+    ) -> ClientConfig {
+        let mut config = self.client_config();
+        config
+            .set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest");
+        for (key, value) in properties {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// The safe producer settings every producer here starts from: `acks=all` and idempotence
+    /// (no loss, no duplicates or reordering from retries), lz4, a small linger for batching.
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut config = self.client_config();
+        config
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "5");
+        config
+    }
+
     /// The properties every client starts from: bootstrap servers plus `KAFKA_*` pass-through.
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();

@@ -47,13 +47,7 @@ pub struct EventProducer {
 
 impl EventProducer {
     pub fn new(kafka: &Kafka) -> anyhow::Result<Self> {
-        let producer = kafka
-            .client_config()
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("compression.type", "lz4")
-            .set("linger.ms", "5")
-            .create()?;
+        let producer = kafka.producer_config().create()?;
         Ok(EventProducer { producer })
     }
 

@@ -373,6 +373,30 @@ struct Task {
     dirty: bool,
 }
 
+impl Task {
+    /// The processor's view of this task for one record (or one punctuation).
+    fn context<'a>(
+        &'a mut self,
+        config: &'a StreamsConfig,
+        global: Option<&'a super::global::GlobalTables>,
+        meta: RecordMeta,
+    ) -> ProcessorContext<'a> {
+        ProcessorContext {
+            application_id: &config.application_id,
+            stores: &config.stores,
+            db: &self.db,
+            global,
+            overlay: &mut self.overlay,
+            outputs: &mut self.outputs,
+            undo: Vec::new(),
+            meta,
+            stream_time: self.stream_time,
+            emitted: 0,
+            late_dropped: 0,
+        }
+    }
+}
+
 struct Runtime {
     config: StreamsConfig,
     stats: Arc<StreamsStats>,
@@ -402,15 +426,8 @@ impl Runtime {
     ) -> anyhow::Result<Self> {
         let assigned = Arc::new(Mutex::new(BTreeSet::new()));
         let revoked = Arc::new(Mutex::new(BTreeSet::new()));
-        let mut consumer_config = kafka.client_config();
-        consumer_config
-            .set("group.id", &config.application_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest");
-        for (k, v) in &config.consumer_properties {
-            consumer_config.set(k, v);
-        }
+        let consumer_config =
+            kafka.group_consumer_config(&config.application_id, &config.consumer_properties);
         let consumer: BaseConsumer<GroupContext> =
             consumer_config.create_with_context(GroupContext {
                 assigned: Arc::clone(&assigned),
@@ -429,10 +446,7 @@ impl Runtime {
             .set("fetch.wait.max.ms", "10")
             .create()?;
         let producer: BaseProducer<AckContext> = kafka
-            .client_config()
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("compression.type", "lz4")
+            .producer_config()
             // A commit queues all its records before flushing: nothing to gain from waiting.
             .set("linger.ms", "0")
             .create_with_context(AckContext::default())?;
@@ -705,24 +719,13 @@ impl Runtime {
                     }
                 };
                 let outputs_before = task.outputs.len();
-                let mut ctx = ProcessorContext {
-                    application_id: &self.config.application_id,
-                    stores: &self.config.stores,
-                    db: &task.db,
-                    global: self.global.as_ref(),
-                    overlay: &mut task.overlay,
-                    outputs: &mut task.outputs,
-                    undo: Vec::new(),
-                    meta: RecordMeta {
-                        topic: message.topic().to_owned(),
-                        partition,
-                        offset: message.offset(),
-                        timestamp_ms: timestamp,
-                    },
-                    stream_time: task.stream_time,
-                    emitted: 0,
-                    late_dropped: 0,
+                let meta = RecordMeta {
+                    topic: message.topic().to_owned(),
+                    partition,
+                    offset: message.offset(),
+                    timestamp_ms: timestamp,
                 };
+                let mut ctx = task.context(&self.config, self.global.as_ref(), meta);
                 match processor.process(&mut ctx, record.key.as_deref(), record.value) {
                     Ok(()) => {
                         self.stats
@@ -762,24 +765,13 @@ impl Runtime {
     fn punctuate<P: Processor>(&mut self, processor: &mut P) -> anyhow::Result<()> {
         for task in self.tasks.values_mut() {
             let outputs_before = task.outputs.len();
-            let mut ctx = ProcessorContext {
-                application_id: &self.config.application_id,
-                stores: &self.config.stores,
-                db: &task.db,
-                global: self.global.as_ref(),
-                overlay: &mut task.overlay,
-                outputs: &mut task.outputs,
-                undo: Vec::new(),
-                meta: RecordMeta {
-                    topic: String::new(),
-                    partition: task.partition,
-                    offset: -1,
-                    timestamp_ms: None,
-                },
-                stream_time: task.stream_time,
-                emitted: 0,
-                late_dropped: 0,
+            let meta = RecordMeta {
+                topic: String::new(),
+                partition: task.partition,
+                offset: -1,
+                timestamp_ms: None,
             };
+            let mut ctx = task.context(&self.config, self.global.as_ref(), meta);
             match processor.punctuate(&mut ctx) {
                 Ok(()) => {
                     if !ctx.undo.is_empty() || ctx.outputs.len() > outputs_before {
@@ -815,7 +807,7 @@ impl Runtime {
                 for (k, v) in &output.headers {
                     headers = headers.insert(Header {
                         key: k,
-                        value: Some(v.as_str()),
+                        value: Some(v.as_slice()),
                     });
                 }
                 let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(&output.topic, 0)
@@ -1173,39 +1165,7 @@ fn dead_letter(message: &OwnedMessage, kind: dlq::DeadLetterKind, reason: &str) 
         reason,
         "dead-lettering record"
     );
-    let mut headers: Vec<(String, String)> = message
-        .headers()
-        .map(|h| {
-            h.iter()
-                .map(|h| {
-                    (
-                        h.key.to_owned(),
-                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    headers.extend([
-        (dlq::HEADER_ERROR.to_owned(), reason.to_owned()),
-        (dlq::HEADER_ERROR_KIND.to_owned(), kind.as_str().to_owned()),
-        (
-            dlq::HEADER_SOURCE_TOPIC.to_owned(),
-            message.topic().to_owned(),
-        ),
-        (
-            dlq::HEADER_SOURCE_PARTITION.to_owned(),
-            message.partition().to_string(),
-        ),
-        (
-            dlq::HEADER_SOURCE_OFFSET.to_owned(),
-            message.offset().to_string(),
-        ),
-        (
-            dlq::HEADER_DEAD_LETTERED_AT.to_owned(),
-            chrono::Utc::now().to_rfc3339(),
-        ),
-    ]);
+    let headers = dlq::dead_letter_headers(message, kind, reason);
     Output {
         topic: dlq_name(message.topic()),
         key: message.key().map(<[u8]>::to_vec),

@@ -14,7 +14,7 @@ pub struct Output {
     pub topic: String,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(String, Vec<u8>)>,
     pub timestamp_ms: Option<i64>,
 }
 
@@ -195,7 +195,7 @@ impl<'a> ProcessorContext<'a> {
             topic: topic.to_owned(),
             key: Some(key.as_bytes().to_vec()),
             payload: Some(payload),
-            headers: vec![("event_id".to_owned(), id)],
+            headers: vec![("event_id".to_owned(), id.into_bytes())],
             timestamp_ms: self.meta.timestamp_ms.or(Some(self.stream_time)),
         });
         Ok(())
