@@ -399,14 +399,7 @@ impl ConsumerLoop {
         reason: &str,
         shutdown: &CancellationToken,
     ) -> Outcome {
-        tracing::warn!(
-            topic = message.topic(),
-            partition = message.partition(),
-            offset = message.offset(),
-            kind = kind.as_str(),
-            reason,
-            "dead-lettering record"
-        );
+        dlq::warn(message, kind, reason);
         let mut backoff = self.options.retry_initial;
         loop {
             match dlq::dead_letter(&self.dead_letters, message, kind, reason).await {

@@ -44,6 +44,18 @@ impl DeadLetterKind {
     }
 }
 
+/// Logs that `message` is being dead-lettered (one line, the same from every consumer).
+pub fn warn(message: &OwnedMessage, kind: DeadLetterKind, reason: &str) {
+    tracing::warn!(
+        topic = message.topic(),
+        partition = message.partition(),
+        offset = message.offset(),
+        kind = kind.as_str(),
+        reason,
+        "dead-lettering record"
+    );
+}
+
 /// The headers of `message`'s dead letter: its own headers, then the reason and the source.
 pub fn dead_letter_headers(
     message: &OwnedMessage,

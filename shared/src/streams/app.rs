@@ -1157,14 +1157,7 @@ fn send(
 
 /// A dead letter as an output of the batch: acknowledged before the input offset is committed.
 fn dead_letter(message: &OwnedMessage, kind: dlq::DeadLetterKind, reason: &str) -> Output {
-    tracing::warn!(
-        topic = message.topic(),
-        partition = message.partition(),
-        offset = message.offset(),
-        kind = kind.as_str(),
-        reason,
-        "dead-lettering record"
-    );
+    dlq::warn(message, kind, reason);
     let headers = dlq::dead_letter_headers(message, kind, reason);
     Output {
         topic: dlq_name(message.topic()),

@@ -10,21 +10,4 @@ mod http_ops;
 mod provisioning;
 mod round_trip;
 
-use std::future::Future;
-use std::time::Duration;
-
-/// Polls `condition` every 50 ms until it holds or `timeout` passes (then panics with `what`).
-pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use tests::eventually;

@@ -32,21 +32,7 @@ pub async fn produce(kafka: &TestKafka, from: u64, n: u64, keys: u64) -> BTreeMa
     sent
 }
 
-/// Polls `condition` every 50 ms until it holds or `timeout` passes (then panics with `what`).
-pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use tests::eventually;
 
 pub fn add(total: &mut BTreeMap<String, u64>, more: BTreeMap<String, u64>) {
     for (k, v) in more {
