@@ -4,6 +4,7 @@
 //! video player ─▶ video position service ─▶ show_position ─┬─▶ resuming service ─▶ video player
 //!                                                           ├─▶ recommendation engine ─▶ recommendations ─▶ recommendations service ─▶ portal
 //!                                                           └─▶ analytics sink ─▶ analytics store
+//! recommendation engine ─▶ watched_after ─▶ recommendation engine (global table)
 //! ```
 
 use shared::{Cleanup, Retention, TopicSpec};
@@ -43,4 +44,21 @@ pub const RECOMMENDATIONS: TopicSpec = TopicSpec {
     consumers: &["recommendations service"],
 };
 
-pub const ALL: &[TopicSpec] = &[SHOW_POSITION, RECOMMENDATIONS];
+/// What viewers of a show start next, across all viewers (the engine's item-to-item signal).
+///
+/// Not on the slide: the recommendation engine's own output that it reads back, whole, on every
+/// instance (a global table), because a viewer's task needs the counts of any show.
+pub const WATCHED_AFTER: TopicSpec = TopicSpec {
+    case_study: CASE_STUDY,
+    name: "watched_after",
+    key: "show_id",
+    // Small (one record per show, a few hundred shows) and read whole by every instance.
+    partitions: 6,
+    retention: Retention::Forever,
+    cleanup: Cleanup::Compact,
+    purpose: "per show, the shows viewers start next and how often (item-to-item signal)",
+    producers: &["recommendation engine"],
+    consumers: &["recommendation engine (global table)"],
+};
+
+pub const ALL: &[TopicSpec] = &[SHOW_POSITION, RECOMMENDATIONS, WATCHED_AFTER];

@@ -83,6 +83,13 @@ pub enum HandlerError {
     Transient(anyhow::Error),
 }
 
+/// `?` on store, serialization or I/O errors: worth retrying.
+impl From<anyhow::Error> for HandlerError {
+    fn from(err: anyhow::Error) -> Self {
+        HandlerError::Transient(err)
+    }
+}
+
 /// What a service does with one record. Closures `Fn(Record<T>) -> impl Future` implement it.
 pub trait Handler<T>: Send + Sync + 'static {
     fn handle(&self, record: Record<T>) -> impl Future<Output = Result<(), HandlerError>> + Send;

@@ -5,6 +5,7 @@
 //!
 //! | module        | what it owns                                                                 |
 //! |---------------|------------------------------------------------------------------------------|
+//! | [`analytics`] | the analytics sink: a topic → Parquet files by date/hour, exactly once     |
 //! | [`config`]    | the clap `KafkaArgs` every binary flattens; `KAFKA_<PROPERTY>` pass-through   |
 //! | [`kafka`]     | [`Kafka`]: the resolved connection (embedded or external), topic naming       |
 //! | [`embedded`]  | librdkafka's mock cluster, started in-process when no broker is configured    |
@@ -25,6 +26,7 @@
 //! Data flows one way in every case study: HTTP in → topic → processor → topic → query API.
 //! The delivery guarantee is at-least-once everywhere; see `docs/ARCHITECTURE.md`.
 
+pub mod analytics;
 pub mod config;
 pub mod consumer;
 pub mod dlq;

@@ -128,6 +128,54 @@ pub struct StoreReader {
 }
 
 impl StoreReader {
+    /// A key's committed value in the task of `partition` (`None` if that task is not here):
+    /// one lookup, for stores whose key is not the record key (e.g. `user/show` under `user`).
+    pub fn get_in<V: DeserializeOwned>(
+        &self,
+        partition: i32,
+        store: &str,
+        key: &[u8],
+    ) -> anyhow::Result<Option<V>> {
+        let index = self.index(store)?;
+        let db = self
+            .tasks
+            .read()
+            .expect("tasks lock")
+            .get(&partition)
+            .cloned();
+        match db {
+            Some(db) => match db.get(index, key)? {
+                Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+                None => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// Entries of `store` with the key prefix, in the task of `partition` only.
+    pub fn prefix_in<V: DeserializeOwned>(
+        &self,
+        partition: i32,
+        store: &str,
+        prefix: &[u8],
+    ) -> anyhow::Result<Vec<(Vec<u8>, V)>> {
+        let index = self.index(store)?;
+        let end = super::context::prefix_end(prefix);
+        let db = self
+            .tasks
+            .read()
+            .expect("tasks lock")
+            .get(&partition)
+            .cloned();
+        let Some(db) = db else {
+            return Ok(Vec::new());
+        };
+        db.range(index, prefix, end.as_deref())?
+            .into_iter()
+            .map(|(k, v)| Ok((k, serde_json::from_slice(&v)?)))
+            .collect()
+    }
+
     /// A key's committed value, from whichever local task holds it.
     pub fn get<V: DeserializeOwned>(&self, store: &str, key: &[u8]) -> anyhow::Result<Option<V>> {
         let index = self.index(store)?;
@@ -197,6 +245,11 @@ impl StreamsHandle {
             Some(endpoint) if Some(&endpoint) != self.endpoint.as_ref() => Route::Remote(endpoint),
             _ => Route::Unavailable,
         }
+    }
+
+    /// The input partition of a record key (the task whose stores hold its state).
+    pub fn partition_of(&self, key: &[u8]) -> i32 {
+        instances::partition_for_key(key, self.input_partitions)
     }
 
     /// Waits for the stream thread (it stops when the shutdown token is cancelled).

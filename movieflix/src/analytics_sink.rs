@@ -1,0 +1,67 @@
+//! **Analytics sink** ("Kafka Connect" on the slide): every `show_position` record to the
+//! analytics store — Parquet files under `ANALYTICS_DIR`, partitioned by event date and hour,
+//! exactly once (see [`shared::analytics`] for how).
+//!
+//! ```sql
+//! -- DuckDB
+//! SELECT show_id, count(DISTINCT user_id) AS viewers
+//! FROM read_parquet('analytics/**/*.parquet', hive_partitioning = true)
+//! GROUP BY ALL ORDER BY viewers DESC LIMIT 10;
+//! ```
+
+use chrono::{DateTime, Utc};
+use shared::Kafka;
+use shared::analytics::{self, AnalyticsRow, Column, ColumnType, SinkConfig, SinkHandle, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::events::ShowPosition;
+use crate::topics::SHOW_POSITION;
+
+pub const GROUP_ID: &str = "movieflix-analytics-sink";
+
+impl AnalyticsRow for ShowPosition {
+    fn columns() -> Vec<Column> {
+        vec![
+            Column::required("event_id", ColumnType::Utf8),
+            Column::required("user_id", ColumnType::Utf8),
+            Column::required("show_id", ColumnType::Utf8),
+            Column::optional("episode", ColumnType::Int32),
+            Column::required("position_s", ColumnType::Int64),
+            Column::required("duration_s", ColumnType::Int64),
+            Column::required("at", ColumnType::TimestampMillis),
+        ]
+    }
+
+    fn values(&self) -> Vec<Value> {
+        vec![
+            Value::Utf8(self.event_id.clone()),
+            Value::Utf8(self.user_id.clone()),
+            Value::Utf8(self.show_id.clone()),
+            self.episode.map_or(Value::Null, |e| Value::Int32(e as i32)),
+            Value::Int64(i64::from(self.position_s)),
+            Value::Int64(i64::from(self.duration_s)),
+            Value::TimestampMillis(self.at.timestamp_millis()),
+        ]
+    }
+
+    fn event_time(&self) -> DateTime<Utc> {
+        self.at
+    }
+}
+
+/// The sink's configuration: group `movieflix-analytics-sink` (prefixed), `show_position`.
+pub fn config(kafka: &Kafka, dir: std::path::PathBuf) -> SinkConfig {
+    SinkConfig::new(
+        format!("{}{GROUP_ID}", kafka.prefix()),
+        kafka.topic(&SHOW_POSITION),
+        dir,
+    )
+}
+
+pub fn start(
+    kafka: &Kafka,
+    config: SinkConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<SinkHandle> {
+    analytics::start::<ShowPosition>(kafka, config, shutdown)
+}

@@ -1,0 +1,276 @@
+//! **Resuming service**: the latest position per (viewer, show), so a player can resume where
+//! the viewer left off — on any device, after any restart.
+//!
+//! A streams application (`movieflix-resuming`): its RocksDB store `resume_points` (key
+//! `<user>/<show>`) lives with the viewer's `show_position` partition and is backed by a
+//! changelog, so it survives restarts and follows partitions when instances come and go. Queries
+//! for a viewer another instance owns are redirected there (interactive queries).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shared::consumer::HandlerError;
+use shared::http::{ApiError, Json, redirect_to};
+use shared::streams::{self, ProcessorContext, Route, StreamsConfig, StreamsHandle};
+use shared::{Kafka, TopicSpec};
+use tokio_util::sync::CancellationToken;
+use utoipa::ToSchema;
+
+use crate::catalog::Catalog;
+use crate::events::{ShowPosition, validate_id};
+use crate::topics::SHOW_POSITION;
+
+pub const APPLICATION_ID: &str = "movieflix-resuming";
+pub const STORE: &str = "resume_points";
+
+/// Where a viewer was in a show (the store's value).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResumePoint {
+    pub show_id: String,
+    pub episode: Option<u32>,
+    pub position_s: u32,
+    pub duration_s: u32,
+    pub at: DateTime<Utc>,
+    pub finished: bool,
+}
+
+fn key(user: &str, show: &str) -> String {
+    format!("{user}/{show}")
+}
+
+/// Keeps the newest position (by event time) per viewer and show.
+pub struct Resumer {
+    catalog: Arc<Catalog>,
+}
+
+impl streams::Processor for Resumer {
+    type Input = ShowPosition;
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_>,
+        _key: Option<&str>,
+        position: ShowPosition,
+    ) -> Result<(), HandlerError> {
+        position
+            .validate(&self.catalog)
+            .map_err(HandlerError::Permanent)?;
+        let key = key(&position.user_id, &position.show_id);
+        let current: Option<ResumePoint> = ctx.get(STORE, key.as_bytes())?;
+        // Players retry and networks reorder: an older report must not move the viewer back.
+        if current.is_some_and(|c| c.at > position.at) {
+            return Ok(());
+        }
+        let point = ResumePoint {
+            finished: position.finished(),
+            show_id: position.show_id,
+            episode: position.episode,
+            position_s: position.position_s,
+            duration_s: position.duration_s,
+            at: position.at,
+        };
+        ctx.put(STORE, key.as_bytes(), &point)?;
+        Ok(())
+    }
+}
+
+/// The streams configuration (state under `STATE_DIR`).
+pub fn config(kafka: &Kafka, endpoint: Option<String>) -> StreamsConfig {
+    let mut config = StreamsConfig::new(
+        kafka,
+        APPLICATION_ID,
+        vec![kafka.topic(&SHOW_POSITION)],
+        &[STORE],
+    );
+    config.endpoint = endpoint;
+    config
+}
+
+pub const TOPICS: &[TopicSpec] = &[SHOW_POSITION];
+
+pub struct ResumingService {
+    pub streams: Arc<StreamsHandle>,
+    catalog: Arc<Catalog>,
+}
+
+impl ResumingService {
+    pub async fn start(
+        kafka: &Kafka,
+        config: StreamsConfig,
+        catalog: Arc<Catalog>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let resumer = Resumer {
+            catalog: Arc::clone(&catalog),
+        };
+        let streams = streams::start(kafka, config, resumer, shutdown).await?;
+        Ok(ResumingService {
+            streams: Arc::new(streams),
+            catalog,
+        })
+    }
+
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/v1/users/{user}/resume/{show}", get(resume))
+            .route("/v1/users/{user}/continue-watching", get(continue_watching))
+            .with_state(self)
+    }
+
+    /// The answer for one stored point: resume it, or start the next episode.
+    fn answer(&self, user: &str, point: &ResumePoint) -> Resume {
+        let show = self.catalog.get(&point.show_id);
+        let title = show.map_or_else(|| point.show_id.clone(), |s| s.title.clone());
+        let next = show.and_then(|s| s.next_episode(point.episode));
+        let (episode, position_s, state) = match (point.finished, next) {
+            (false, _) => (point.episode, point.position_s, ResumeState::Resume),
+            (true, Some(next)) => (Some(next), 0, ResumeState::NextEpisode),
+            (true, None) => (point.episode, 0, ResumeState::Finished),
+        };
+        Resume {
+            user_id: user.to_owned(),
+            show_id: point.show_id.clone(),
+            episode_label: show.and_then(|s| s.episode_label(episode)),
+            title,
+            episode,
+            position_s,
+            state,
+            last_watched_at: point.at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResumeState {
+    /// Continue the same episode at `position_s`.
+    Resume,
+    /// The last episode watched was finished: start the next one.
+    NextEpisode,
+    /// The movie or the series' last episode was finished: start over if wanted.
+    Finished,
+}
+
+/// Where to resume a show.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Resume {
+    pub user_id: String,
+    pub show_id: String,
+    pub title: String,
+    pub episode: Option<u32>,
+    pub episode_label: Option<String>,
+    pub position_s: u32,
+    pub state: ResumeState,
+    pub last_watched_at: DateTime<Utc>,
+}
+
+/// Shows in progress, most recent first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ContinueWatching {
+    pub user_id: String,
+    pub shows: Vec<Resume>,
+}
+
+/// Answers here, or redirects to the instance that owns the viewer's partition.
+fn route(service: &ResumingService, user: &str, uri: &Uri) -> Option<Response> {
+    match service.streams.route(user.as_bytes()) {
+        Route::Local => None,
+        Route::Remote(endpoint) => Some(redirect_to(&endpoint, uri)),
+        Route::Unavailable => Some(
+            ApiError::unavailable("the viewer's partition is being assigned; retry shortly")
+                .into_response(),
+        ),
+    }
+}
+
+/// Where to resume a show.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user}/resume/{show}",
+    tag = "resuming service",
+    params(("user" = String, Path), ("show" = String, Path)),
+    responses(
+        (status = 200, body = Resume),
+        (status = 307, description = "Another instance owns this viewer"),
+        (status = 400, description = "Invalid id"),
+        (status = 404, description = "The viewer never played this show"),
+        (status = 503, description = "Rebalancing; retry"),
+    )
+)]
+pub async fn resume(
+    State(service): State<Arc<ResumingService>>,
+    Path((user, show)): Path<(String, String)>,
+    uri: Uri,
+) -> Response {
+    if let Err(err) = validate_id("user", &user).and_then(|()| validate_id("show", &show)) {
+        return ApiError::bad_request(err).into_response();
+    }
+    if let Some(elsewhere) = route(&service, &user, &uri) {
+        return elsewhere;
+    }
+    let partition = service.streams.partition_of(user.as_bytes());
+    match service.streams.stores.get_in::<ResumePoint>(
+        partition,
+        STORE,
+        key(&user, &show).as_bytes(),
+    ) {
+        Ok(Some(point)) => Json(service.answer(&user, &point)).into_response(),
+        Ok(None) => ApiError::not_found(format!("{user} has not played {show}")).into_response(),
+        Err(err) => ApiError::internal(err).into_response(),
+    }
+}
+
+/// Shows the viewer has not finished, most recently watched first.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user}/continue-watching",
+    tag = "resuming service",
+    params(("user" = String, Path)),
+    responses(
+        (status = 200, body = ContinueWatching),
+        (status = 307, description = "Another instance owns this viewer"),
+        (status = 400, description = "Invalid id"),
+        (status = 503, description = "Rebalancing; retry"),
+    )
+)]
+pub async fn continue_watching(
+    State(service): State<Arc<ResumingService>>,
+    Path(user): Path<String>,
+    uri: Uri,
+) -> Response {
+    if let Err(err) = validate_id("user", &user) {
+        return ApiError::bad_request(err).into_response();
+    }
+    if let Some(elsewhere) = route(&service, &user, &uri) {
+        return elsewhere;
+    }
+    let partition = service.streams.partition_of(user.as_bytes());
+    let prefix = format!("{user}/");
+    let points =
+        match service
+            .streams
+            .stores
+            .prefix_in::<ResumePoint>(partition, STORE, prefix.as_bytes())
+        {
+            Ok(points) => points,
+            Err(err) => return ApiError::internal(err).into_response(),
+        };
+    let mut shows: Vec<Resume> = points
+        .iter()
+        .map(|(_, point)| service.answer(&user, point))
+        .filter(|r| r.state != ResumeState::Finished)
+        .collect();
+    shows.sort_by(|a, b| b.last_watched_at.cmp(&a.last_watched_at));
+    shows.truncate(20);
+    Json(ContinueWatching {
+        user_id: user,
+        shows,
+    })
+    .into_response()
+}

@@ -1,0 +1,119 @@
+//! **Video position service** (producer): players report where the viewer is every few
+//! seconds; the service validates the report and publishes it to `show_position`, keyed by
+//! `user_id` so one viewer's positions stay in order on one partition.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shared::http::{ApiError, Json};
+use shared::{EventProducer, Kafka};
+use utoipa::ToSchema;
+
+use crate::catalog::Catalog;
+use crate::events::ShowPosition;
+use crate::topics::SHOW_POSITION;
+
+/// A player's report.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct PositionReport {
+    pub user_id: String,
+    pub show_id: String,
+    /// Required for a series (1-based across seasons), absent for a movie.
+    #[serde(default)]
+    pub episode: Option<u32>,
+    pub position_s: u32,
+    pub duration_s: u32,
+    /// When the player was there; defaults to the time the report arrives.
+    #[serde(default)]
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// Where the position went.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Accepted {
+    pub event_id: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+pub struct VideoPositionService {
+    producer: EventProducer,
+    topic: String,
+    catalog: Arc<Catalog>,
+}
+
+impl VideoPositionService {
+    pub fn new(kafka: &Kafka, catalog: Arc<Catalog>) -> anyhow::Result<Self> {
+        Ok(VideoPositionService {
+            producer: EventProducer::new(kafka)?,
+            topic: kafka.topic(&SHOW_POSITION),
+            catalog,
+        })
+    }
+
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/v1/positions", post(report_position))
+            .with_state(self)
+    }
+
+    /// Waits until every accepted position is acknowledged (on shutdown).
+    pub fn flush(&self) {
+        if let Err(err) = self.producer.flush(std::time::Duration::from_secs(10)) {
+            tracing::warn!(%err, "video position service: flush on shutdown");
+        }
+    }
+}
+
+/// Reports a playback position.
+#[utoipa::path(
+    post,
+    path = "/v1/positions",
+    tag = "video position service",
+    request_body = PositionReport,
+    responses(
+        (status = 202, description = "Published to show_position", body = Accepted),
+        (status = 400, description = "Invalid report (the message says why); nothing published"),
+        (status = 503, description = "The broker did not acknowledge the record"),
+    )
+)]
+pub async fn report_position(
+    State(service): State<Arc<VideoPositionService>>,
+    Json(report): Json<PositionReport>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let now = Utc::now();
+    let at = report.at.unwrap_or(now);
+    if at > now + chrono::Duration::minutes(5) {
+        return Err(ApiError::bad_request(format!("at ({at}) is in the future")));
+    }
+    let position = ShowPosition {
+        event_id: shared::event::new_event_id(),
+        user_id: report.user_id,
+        show_id: report.show_id,
+        episode: report.episode,
+        position_s: report.position_s,
+        duration_s: report.duration_s,
+        at,
+    };
+    position
+        .validate(&service.catalog)
+        .map_err(ApiError::bad_request)?;
+    let delivery = service
+        .producer
+        .publish(&service.topic, &position.user_id, &position)
+        .await
+        .map_err(|err| ApiError::unavailable(err.to_string()))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            event_id: position.event_id,
+            partition: delivery.partition,
+            offset: delivery.offset,
+        }),
+    ))
+}

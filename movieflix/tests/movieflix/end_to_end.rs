@@ -1,0 +1,216 @@
+//! Positions in through the video position service → the resuming service answers the latest
+//! position, the next episode after a finished one; an undecodable record is dead-lettered by
+//! every consumer and the services keep going.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use movieflix::app::Service;
+use movieflix::topics::SHOW_POSITION;
+use rdkafka::message::OwnedHeaders;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use shared::EventProducer;
+use shared::testkit::TestKafka;
+
+use crate::{client, eventually, get, report, spawn};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_answers_the_latest_position_and_then_the_next_episode() {
+    let kafka = TestKafka::start().await.unwrap();
+    let (state, analytics) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let app = spawn(&kafka, Service::ALL, state.path(), analytics.path()).await;
+    let http = client();
+    let catalog = movieflix::catalog::Catalog::shared();
+    let series = catalog.get("s001").unwrap();
+    let ep1 = series.duration_of(Some(1)).unwrap();
+    let now = Utc::now();
+    let at = |seconds_ago: i64| (now - chrono::Duration::seconds(seconds_ago)).to_rfc3339();
+
+    for (position, ago) in [(100, 60), (300, 50)] {
+        report(
+            &http,
+            &app,
+            json!({"user_id": "ann", "show_id": "s001", "episode": 1,
+            "position_s": position, "duration_s": ep1, "at": at(ago)}),
+        )
+        .await;
+    }
+    // A late, older report (a retry from a flaky network) must not move her back.
+    report(
+        &http,
+        &app,
+        json!({"user_id": "ann", "show_id": "s001", "episode": 1,
+        "position_s": 50, "duration_s": ep1, "at": at(55)}),
+    )
+    .await;
+    // A movie after it: same viewer, same partition, so once this is visible the late report
+    // was processed too.
+    let movie = catalog.get("m001").unwrap();
+    report(
+        &http,
+        &app,
+        json!({"user_id": "ann", "show_id": "m001",
+        "position_s": 600, "duration_s": movie.duration_s, "at": at(40)}),
+    )
+    .await;
+
+    let resume_url = |show: &str| format!("{}/v1/users/ann/resume/{show}", app.url());
+    eventually(Duration::from_secs(30), "the movie's position", || async {
+        let (status, body) = get(&http, &resume_url("m001")).await;
+        (status == StatusCode::OK).then_some(body)
+    })
+    .await;
+    let (status, body) = get(&http, &resume_url("s001")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["episode"], 1);
+    assert_eq!(body["position_s"], 300, "the latest by event time: {body}");
+    assert_eq!(body["state"], "resume");
+
+    // She finishes episode 1: the player should offer episode 2 from the start.
+    report(
+        &http,
+        &app,
+        json!({"user_id": "ann", "show_id": "s001", "episode": 1,
+        "position_s": ep1, "duration_s": ep1, "at": at(30)}),
+    )
+    .await;
+    let body = eventually(Duration::from_secs(30), "the next episode", || async {
+        let (_, body) = get(&http, &resume_url("s001")).await;
+        (body["state"] == "next_episode").then_some(body)
+    })
+    .await;
+    assert_eq!(body["episode"], 2);
+    assert_eq!(body["position_s"], 0);
+    assert_eq!(body["episode_label"], "S1E2");
+
+    // Continue watching: the series (most recent) then the movie.
+    let (status, body) = get(
+        &http,
+        &format!("{}/v1/users/ann/continue-watching", app.url()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let shows: Vec<&str> = body["shows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["show_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(shows, ["s001", "m001"], "{body}");
+
+    // Unknown combinations are a 404 with a message, bad ids a 400.
+    let (status, body) = get(&http, &resume_url("m002")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("has not played"));
+    let (status, _) = get(&http, &format!("{}/v1/users/a%20b/resume/m001", app.url())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // The OpenAPI description lists every route.
+    let (status, spec) = get(&http, &format!("{}/openapi.json", app.url())).await;
+    assert_eq!(status, StatusCode::OK);
+    for path in [
+        "/v1/positions",
+        "/v1/users/{user}/resume/{show}",
+        "/v1/users/{user}/continue-watching",
+        "/v1/users/{user}/recommendations",
+        "/v1/shows",
+    ] {
+        assert!(
+            spec["paths"].get(path).is_some(),
+            "{path} missing from /openapi.json"
+        );
+    }
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_undecodable_position_is_dead_lettered_and_the_services_keep_going() {
+    let kafka = TestKafka::start().await.unwrap();
+    let (state, analytics) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let app = spawn(&kafka, Service::ALL, state.path(), analytics.path()).await;
+    let http = client();
+    let topic = kafka.kafka().topic(&SHOW_POSITION);
+    let producer = EventProducer::new(kafka.kafka()).unwrap();
+    producer
+        .send(
+            &topic,
+            Some(b"bob"),
+            Some(b"{not json"),
+            OwnedHeaders::new(),
+            None,
+        )
+        .await
+        .unwrap();
+    // Valid JSON, but a show that does not exist: rejected by the processors' validation.
+    let unknown = json!({"event_id": "x", "user_id": "bob", "show_id": "nope", "position_s": 1,
+        "duration_s": 2, "at": Utc::now()});
+    producer
+        .send(
+            &topic,
+            Some(b"bob"),
+            Some(unknown.to_string().as_bytes()),
+            OwnedHeaders::new(),
+            None,
+        )
+        .await
+        .unwrap();
+    let movie = movieflix::catalog::Catalog::shared()
+        .get("m002")
+        .unwrap()
+        .duration_s;
+    report(
+        &http,
+        &app,
+        json!({"user_id": "bob", "show_id": "m002", "position_s": 42,
+        "duration_s": movie}),
+    )
+    .await;
+
+    let body: Value = eventually(
+        Duration::from_secs(30),
+        "bob's position after the bad records",
+        || async {
+            let (status, body) =
+                get(&http, &format!("{}/v1/users/bob/resume/m002", app.url())).await;
+            (status == StatusCode::OK).then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(body["position_s"], 42);
+
+    // Three consumers read show_position: the resuming service, the engine, the sink. Each
+    // dead-letters the garbage (a decode failure); the two streams apps also reject the unknown
+    // show (the sink stores any well-formed position).
+    let letters = kafka
+        .read_dlq(&topic, 5, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let decode = letters.iter().filter(|l| l.kind == "decode").count();
+    let rejected = letters.iter().filter(|l| l.kind == "rejected").count();
+    assert_eq!((decode, rejected), (3, 2), "{letters:#?}");
+    assert!(
+        letters
+            .iter()
+            .all(|l| l.source_topic == topic && !l.error.is_empty())
+    );
+    let rejected_reason = &letters.iter().find(|l| l.kind == "rejected").unwrap().error;
+    assert!(
+        rejected_reason.contains("unknown show_id"),
+        "{rejected_reason}"
+    );
+
+    let metrics = http
+        .get(format!("{}/metrics", app.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("analytics_sink_dead_lettered_total"),
+        "{metrics}"
+    );
+    app.stop().await.unwrap();
+}

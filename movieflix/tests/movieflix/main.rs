@@ -1,0 +1,118 @@
+//! MovieFlix end to end, on the broker the testkit picks (`CASESTUDIES_TEST_KAFKA`: embedded by
+//! default, tansu, testcontainers): every test drives the services through their HTTP API or
+//! their topics, and reads results back the same way a user would.
+
+mod analytics;
+mod end_to_end;
+mod invalid_input;
+mod recommendations;
+mod restore;
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use movieflix::app::{App, Options, Service};
+use reqwest::StatusCode;
+use serde_json::Value;
+use shared::testkit::TestKafka;
+
+/// Starts `services` on `kafka` with the given directories, on a free port.
+pub async fn spawn(kafka: &TestKafka, services: &[Service], state: &Path, analytics: &Path) -> App {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    App::spawn(
+        kafka.kafka(),
+        services,
+        Options {
+            listener,
+            advertised_url: None,
+            state_dir: state.to_path_buf(),
+            analytics_dir: analytics.to_path_buf(),
+            sink_max_rows: 10_000,
+            sink_max_age: Duration::from_millis(500),
+        },
+    )
+    .await
+    .unwrap()
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+pub async fn get(client: &reqwest::Client, url: &str) -> (StatusCode, Value) {
+    let response = client.get(url).send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn post(client: &reqwest::Client, url: &str, body: &Value) -> (StatusCode, Value) {
+    let response = client.post(url).json(body).send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Posts a position and insists it is accepted.
+pub async fn report(client: &reqwest::Client, app: &App, body: Value) -> Value {
+    let (status, answer) = post(client, &format!("{}/v1/positions", app.url()), &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body} → {answer}");
+    answer
+}
+
+/// Polls `check` until it returns `Some`, or panics naming `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every row of every Parquet file under `dir`: (event_id, kafka_partition, kafka_offset).
+pub fn parquet_rows(dir: &Path) -> Vec<(String, i32, i64)> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::RowAccessor;
+    let mut rows = Vec::new();
+    for path in shared::analytics::files_under(dir).unwrap() {
+        if path.extension().and_then(|e| e.to_str()) != Some("parquet") {
+            continue;
+        }
+        let file = std::fs::File::open(&path).unwrap();
+        let reader = SerializedFileReader::new(file).unwrap();
+        let schema = reader.metadata().file_metadata().schema_descr_ptr();
+        let index = |name: &str| {
+            schema
+                .columns()
+                .iter()
+                .position(|c| c.name() == name)
+                .unwrap_or_else(|| panic!("no column {name} in {}", path.display()))
+        };
+        let (id, partition, offset) = (
+            index("event_id"),
+            index("kafka_partition"),
+            index("kafka_offset"),
+        );
+        for row in reader.get_row_iter(None).unwrap() {
+            let row = row.unwrap();
+            rows.push((
+                row.get_string(id).unwrap().clone(),
+                row.get_int(partition).unwrap(),
+                row.get_long(offset).unwrap(),
+            ));
+        }
+    }
+    rows
+}
