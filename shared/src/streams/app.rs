@@ -465,6 +465,10 @@ struct Runtime {
     /// Reads the instances topic from the beginning (no group).
     announcements: BaseConsumer,
     global: Option<super::global::GlobalTables>,
+    /// Next offset per (input topic, partition) of the open tasks, for the lag thread.
+    positions: Arc<Mutex<Vec<(String, i32, i64)>>>,
+    /// A client for the lag thread's ListOffsets requests (they block: not on this thread).
+    lag_client: Option<BaseConsumer>,
 }
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -525,8 +529,15 @@ impl Runtime {
                 &format!("{}-global", config.application_id),
             )?)
         };
+        let lag_client: BaseConsumer = kafka
+            .client_config()
+            .set("group.id", format!("{}-lag", config.application_id))
+            .set("enable.auto.commit", "false")
+            .create()?;
         Ok(Runtime {
             global,
+            positions: Arc::default(),
+            lag_client: Some(lag_client),
             directory,
             instance_id: uuid::Uuid::new_v4().to_string(),
             announcements,
@@ -552,6 +563,15 @@ impl Runtime {
             .config
             .punctuate_every
             .map(|every| Instant::now() + every);
+        let lag_stop = shutdown.child_token();
+        let lag_thread = self.lag_client.take().map(|client| {
+            let positions = Arc::clone(&self.positions);
+            let stats = Arc::clone(&self.stats);
+            let stop = lag_stop.clone();
+            std::thread::Builder::new()
+                .name("streams-lag".into())
+                .spawn(move || lag_loop(&client, &positions, &stats, &stop))
+        });
         let mut next_lag = Instant::now();
         let result = (|| -> anyhow::Result<()> {
             while !shutdown.is_cancelled() {
@@ -604,6 +624,10 @@ impl Runtime {
             tracing::warn!(app = %self.config.application_id, %err, "final offset commit failed");
         }
         self.reader.tasks.write().expect("tasks lock").clear();
+        lag_stop.cancel(); // also when the stream thread failed
+        if let Some(Ok(thread)) = lag_thread {
+            let _ = thread.join();
+        }
         tracing::info!(app = %self.config.application_id, "stream thread stopped");
         result
     }
@@ -675,20 +699,19 @@ impl Runtime {
     }
 
     /// Updates the lag gauge: log end minus next offset, over this instance's partitions.
+    ///
+    /// From the end offsets librdkafka caches from fetch responses, not a ListOffsets request
+    /// per partition: those block the stream thread (on tansu 0.6 for up to the timeout each,
+    /// i.e. a minute per refresh for 64 partitions).
     fn refresh_lag(&self) {
-        let mut lag = 0i64;
+        let mut positions = Vec::new();
         for task in self.tasks.values() {
             for topic in &self.config.inputs {
-                if let Ok((_, high)) =
-                    self.consumer
-                        .fetch_watermarks(topic, task.partition, Duration::from_secs(1))
-                {
-                    let next = task.next_offsets.get(topic).copied().unwrap_or(0);
-                    lag += (high - next).max(0); // clamped: tansu under-reports the end
-                }
+                let next = task.next_offsets.get(topic).copied().unwrap_or(0);
+                positions.push((topic.clone(), task.partition, next));
             }
         }
-        self.stats.lag.set(lag);
+        *self.positions.lock().expect("positions lock") = positions;
     }
 
     /// Tells every instance which partitions this one serves (`None`: none any more).
@@ -1218,5 +1241,37 @@ fn dead_letter(message: &OwnedMessage, kind: dlq::DeadLetterKind, reason: &str) 
         payload: message.payload().map(<[u8]>::to_vec),
         headers,
         timestamp_ms: message.timestamp().to_millis(),
+    }
+}
+
+/// Every 5 s: log end offset minus next offset over the published positions (the lag gauge).
+/// On its own thread because every ListOffsets request blocks for a round trip — on tansu 0.6
+/// for up to the timeout — which would stall processing.
+fn lag_loop(
+    client: &BaseConsumer,
+    positions: &Mutex<Vec<(String, i32, i64)>>,
+    stats: &StreamsStats,
+    shutdown: &CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        let snapshot = positions.lock().expect("positions lock").clone();
+        let mut lag = 0i64;
+        for (topic, partition, next) in snapshot {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            if let Ok((_, high)) =
+                client.fetch_watermarks(&topic, partition, Duration::from_secs(1))
+            {
+                lag += (high - next).max(0); // clamped: tansu under-reports the end
+            }
+        }
+        stats.lag.set(lag);
+        for _ in 0..50 {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
