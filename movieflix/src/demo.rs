@@ -81,9 +81,9 @@ pub async fn report(
                     .collect();
                 lines.push(format!("  recommend {viewer} → {}", items.join("; ")));
             }
-            if let Some((p50, p99, n)) = recommendations.freshness.quantiles() {
+            if let Some((p50, p99, n)) = recommendations.freshness.take_quantiles() {
                 lines.push(format!(
-                    "  position → recommendation: p50 {:.0} ms, p99 {:.0} ms (last {n})",
+                    "  position → recommendation: p50 {:.0} ms, p99 {:.0} ms ({n} since the last summary)",
                     p50 * 1e3,
                     p99 * 1e3
                 ));

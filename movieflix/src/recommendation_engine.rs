@@ -152,7 +152,7 @@ pub fn recommend(
         .iter()
         .filter(|(_, w)| w.finished_latest && !w.completed)
         .collect();
-    following.sort_by(|a, b| b.1.last_at.cmp(&a.1.last_at));
+    following.sort_by_key(|w| std::cmp::Reverse(w.1.last_at));
     for (id, watched) in following {
         let Some(show) = catalog.get(id) else {
             continue;

@@ -68,15 +68,10 @@ impl Freshness {
         recent.push_back(seconds);
     }
 
-    /// (p50, p99, samples) of the recent latencies, in seconds.
-    pub fn quantiles(&self) -> Option<(f64, f64, usize)> {
-        let mut samples: Vec<f64> = self
-            .recent
-            .lock()
-            .expect("freshness lock")
-            .iter()
-            .copied()
-            .collect();
+    /// (p50, p99, samples) of the latencies observed since the previous call, in seconds.
+    pub fn take_quantiles(&self) -> Option<(f64, f64, usize)> {
+        let mut samples: Vec<f64> =
+            std::mem::take(&mut *self.recent.lock().expect("freshness lock")).into();
         if samples.is_empty() {
             return None;
         }

@@ -266,7 +266,7 @@ pub async fn continue_watching(
         .map(|(_, point)| service.answer(&user, point))
         .filter(|r| r.state != ResumeState::Finished)
         .collect();
-    shows.sort_by(|a, b| b.last_watched_at.cmp(&a.last_watched_at));
+    shows.sort_by_key(|r| std::cmp::Reverse(r.last_watched_at));
     shows.truncate(20);
     Json(ContinueWatching {
         user_id: user,
