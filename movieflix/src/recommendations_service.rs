@@ -19,8 +19,8 @@ use chrono::Utc;
 use prometheus_client::metrics::histogram::Histogram;
 use shared::Kafka;
 use shared::consumer::HandlerError;
-use shared::http::{ApiError, Json, redirect_to};
-use shared::streams::{self, ProcessorContext, Route, StreamsConfig, StreamsHandle};
+use shared::http::{ApiError, Json, elsewhere};
+use shared::streams::{self, ProcessorContext, StreamsConfig, StreamsHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Recommendations, validate_id};
@@ -174,15 +174,8 @@ pub async fn recommendations(
     if let Err(err) = validate_id("user", &user) {
         return ApiError::bad_request(err).into_response();
     }
-    match service.streams.route(user.as_bytes()) {
-        Route::Local => {}
-        Route::Remote(endpoint) => return redirect_to(&endpoint, &uri),
-        Route::Unavailable => {
-            return ApiError::unavailable(
-                "the viewer's partition is being assigned; retry shortly",
-            )
-            .into_response();
-        }
+    if let Some(elsewhere) = elsewhere(service.streams.route(user.as_bytes()), &uri) {
+        return elsewhere;
     }
     match service.local(&user) {
         Ok(Some(recommendations)) => Json(recommendations).into_response(),

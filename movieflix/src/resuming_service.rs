@@ -16,8 +16,8 @@ use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::consumer::HandlerError;
-use shared::http::{ApiError, Json, redirect_to};
-use shared::streams::{self, ProcessorContext, Route, StreamsConfig, StreamsHandle};
+use shared::http::{ApiError, Json, elsewhere};
+use shared::streams::{self, ProcessorContext, StreamsConfig, StreamsHandle};
 use shared::{Kafka, TopicSpec};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
@@ -177,18 +177,6 @@ pub struct ContinueWatching {
     pub shows: Vec<Resume>,
 }
 
-/// Answers here, or redirects to the instance that owns the viewer's partition.
-fn route(service: &ResumingService, user: &str, uri: &Uri) -> Option<Response> {
-    match service.streams.route(user.as_bytes()) {
-        Route::Local => None,
-        Route::Remote(endpoint) => Some(redirect_to(&endpoint, uri)),
-        Route::Unavailable => Some(
-            ApiError::unavailable("the viewer's partition is being assigned; retry shortly")
-                .into_response(),
-        ),
-    }
-}
-
 /// Where to resume a show.
 #[utoipa::path(
     get,
@@ -211,7 +199,7 @@ pub async fn resume(
     if let Err(err) = validate_id("user", &user).and_then(|()| validate_id("show", &show)) {
         return ApiError::bad_request(err).into_response();
     }
-    if let Some(elsewhere) = route(&service, &user, &uri) {
+    if let Some(elsewhere) = elsewhere(service.streams.route(user.as_bytes()), &uri) {
         return elsewhere;
     }
     let partition = service.streams.partition_of(user.as_bytes());
@@ -247,7 +235,7 @@ pub async fn continue_watching(
     if let Err(err) = validate_id("user", &user) {
         return ApiError::bad_request(err).into_response();
     }
-    if let Some(elsewhere) = route(&service, &user, &uri) {
+    if let Some(elsewhere) = elsewhere(service.streams.route(user.as_bytes()), &uri) {
         return elsewhere;
     }
     let partition = service.streams.partition_of(user.as_bytes());

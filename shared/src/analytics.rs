@@ -560,64 +560,64 @@ fn write_file(
             .map(|v| i16::from(!matches!(v, Value::Null)))
             .collect();
         let levels = spec.optional.then_some(definition.as_slice());
-        let mismatch = || anyhow::anyhow!("column {} holds a value of another type", spec.name);
+        // The non-null cells of the column, as the writer's type.
+        fn cells_as<'r, T>(
+            cells: impl Iterator<Item = &'r Value>,
+            name: &str,
+            extract: impl Fn(&Value) -> Option<T>,
+        ) -> anyhow::Result<Vec<T>> {
+            cells
+                .filter(|v| !matches!(v, Value::Null))
+                .map(|v| {
+                    extract(v).ok_or_else(|| {
+                        anyhow::anyhow!("column {name} holds a value of another type")
+                    })
+                })
+                .collect()
+        }
+        let name = spec.name;
         match spec.ty {
             ColumnType::Utf8 => {
-                let values = cells
-                    .filter(|v| !matches!(v, Value::Null))
-                    .map(|v| match v {
-                        Value::Utf8(s) => Ok(ByteArray::from(s.as_str())),
-                        _ => Err(mismatch()),
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let values = cells_as(cells, name, |v| match v {
+                    Value::Utf8(s) => Some(ByteArray::from(s.as_str())),
+                    _ => None,
+                })?;
                 column
                     .typed::<ByteArrayType>()
                     .write_batch(&values, levels, None)?;
             }
             ColumnType::Int32 => {
-                let values = cells
-                    .filter(|v| !matches!(v, Value::Null))
-                    .map(|v| match v {
-                        Value::Int32(n) => Ok(*n),
-                        _ => Err(mismatch()),
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let values = cells_as(cells, name, |v| match v {
+                    Value::Int32(n) => Some(*n),
+                    _ => None,
+                })?;
                 column
                     .typed::<Int32Type>()
                     .write_batch(&values, levels, None)?;
             }
             ColumnType::Int64 | ColumnType::TimestampMillis => {
-                let values = cells
-                    .filter(|v| !matches!(v, Value::Null))
-                    .map(|v| match v {
-                        Value::Int64(n) | Value::TimestampMillis(n) => Ok(*n),
-                        _ => Err(mismatch()),
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let values = cells_as(cells, name, |v| match v {
+                    Value::Int64(n) | Value::TimestampMillis(n) => Some(*n),
+                    _ => None,
+                })?;
                 column
                     .typed::<Int64Type>()
                     .write_batch(&values, levels, None)?;
             }
             ColumnType::Double => {
-                let values = cells
-                    .filter(|v| !matches!(v, Value::Null))
-                    .map(|v| match v {
-                        Value::Double(n) => Ok(*n),
-                        _ => Err(mismatch()),
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let values = cells_as(cells, name, |v| match v {
+                    Value::Double(n) => Some(*n),
+                    _ => None,
+                })?;
                 column
                     .typed::<DoubleType>()
                     .write_batch(&values, levels, None)?;
             }
             ColumnType::Bool => {
-                let values = cells
-                    .filter(|v| !matches!(v, Value::Null))
-                    .map(|v| match v {
-                        Value::Bool(b) => Ok(*b),
-                        _ => Err(mismatch()),
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let values = cells_as(cells, name, |v| match v {
+                    Value::Bool(b) => Some(*b),
+                    _ => None,
+                })?;
                 column
                     .typed::<BoolType>()
                     .write_batch(&values, levels, None)?;

@@ -129,6 +129,19 @@ pub fn redirect_to(endpoint: &str, uri: &axum::http::Uri) -> Response {
         .into_response()
 }
 
+/// For an interactive query about a key: `None` if this instance owns it (answer here), else
+/// the response that sends the client on — a 307 to the owner, or a 503 while nobody owns it.
+pub fn elsewhere(route: crate::streams::Route, uri: &axum::http::Uri) -> Option<Response> {
+    match route {
+        crate::streams::Route::Local => None,
+        crate::streams::Route::Remote(endpoint) => Some(redirect_to(&endpoint, uri)),
+        crate::streams::Route::Unavailable => Some(
+            ApiError::unavailable("the key's partition is being assigned; retry shortly")
+                .into_response(),
+        ),
+    }
+}
+
 /// Answers `/readyz` from cluster metadata.
 #[derive(Clone)]
 pub struct Readiness {
