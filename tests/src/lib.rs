@@ -164,18 +164,16 @@ impl shared::streams::Processor for PartitionTicker {
     }
 }
 
-/// Polls `condition` every 50 ms until it holds or `timeout` passes (then panics with `what`).
+/// Polls `condition` until it holds or `timeout` passes (then panics with `what`): the boolean
+/// form of [`shared::testkit::eventually`].
 pub async fn eventually<F, Fut>(timeout: std::time::Duration, what: &str, mut condition: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    shared::testkit::eventually(timeout, what, || {
+        let holds = condition();
+        async move { holds.await.then_some(()) }
+    })
+    .await
 }

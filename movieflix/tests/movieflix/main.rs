@@ -8,7 +8,6 @@ mod invalid_input;
 mod recommendations;
 mod restore;
 
-use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
@@ -62,24 +61,7 @@ pub async fn report(client: &reqwest::Client, app: &App, body: Value) -> Value {
     answer
 }
 
-/// Polls `check` until it returns `Some`, or panics naming `what`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+pub use shared::testkit::eventually;
 
 /// Every row of every Parquet file under `dir`: (event_id, kafka_partition, kafka_offset).
 pub fn parquet_rows(dir: &Path) -> Vec<(String, i32, i64)> {

@@ -234,6 +234,27 @@ impl TestKafka {
     }
 }
 
+/// Polls `check` every 50 ms until it returns `Some`, and returns that; panics naming `what`
+/// once `timeout` has passed. The one way tests wait for something asynchronous to happen: the
+/// deadline bounds the wait, it is not a speed assertion.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until the cluster answers a metadata request with at least one broker.
 async fn wait_until_ready(kafka: &Kafka, timeout: Duration) -> anyhow::Result<()> {
     let readiness = crate::http::Readiness::new(kafka)?;
