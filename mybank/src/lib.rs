@@ -1,7 +1,33 @@
 //! MyBank: transactions already in a database, brought to Kafka by a source connector; users set
 //! alert thresholds in their app (sent as events); real-time alerts for large transactions,
-//! delivered as in-app notifications and e-mail.
+//! delivered as in-app notifications and e-mail. See `mybank/README.md`.
 //!
-//! [`topics`] lists the topics; the services come one file per box of the architecture slide.
+//! | file                           | box on the slide / concept                                   |
+//! |--------------------------------|--------------------------------------------------------------|
+//! | [`topics`]                     | every topic MyBank reads or writes                           |
+//! | [`events`]                     | the records: transaction rows, settings events, alerts       |
+//! | [`money`]                      | amounts in minor units, ISO 4217 currencies                  |
+//! | [`database`]                   | the bank's existing database (SQLite or PostgreSQL, sqlx)    |
+//! | [`core_banking`]               | the bank's existing system, simulated: inserts transactions  |
+//! | [`source_connector`]           | DB → `bank_transactions`, JDBC-source style, exactly once    |
+//! | [`app_threshold_service`]      | PUT/DELETE thresholds → `user_settings` events               |
+//! | [`big_transaction_detector`]   | transactions ⋈ threshold history → `user_alerts` (streams)   |
+//! | [`notification_service`]       | `user_alerts` → in-app notifications (+ SSE) and e-mail      |
+//! | [`mailer`]                     | e-mail with lettre: SMTP or an `.eml` outbox                 |
+//! | [`app`]                        | any selection of the services in one process, OpenAPI       |
+//! | [`bench`]                      | latency at 1,000 transactions/s                              |
+//! | [`smtp_server`]                | a real SMTP server (aiosmtpd) for the tests and the bench     |
 
+pub mod app;
+pub mod app_threshold_service;
+pub mod bench;
+pub mod big_transaction_detector;
+pub mod core_banking;
+pub mod database;
+pub mod events;
+pub mod mailer;
+pub mod money;
+pub mod notification_service;
+pub mod smtp_server;
+pub mod source_connector;
 pub mod topics;
