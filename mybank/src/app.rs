@@ -160,6 +160,25 @@ impl App {
         format!("http://{}", self.address)
     }
 
+    /// Waits until this process's streams applications own every partition: for a process
+    /// that is the only instance (the demo, the bench), so its first requests are not answered
+    /// `503` while the consumer groups form.
+    pub async fn owns_all_partitions(&self, timeout: std::time::Duration) -> anyhow::Result<()> {
+        let expected = topics::USER_SETTINGS.partitions as usize;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let owned = |streams: &StreamsHandle| streams.stores.partitions().len() >= expected;
+        while !(self.thresholds.as_ref().is_none_or(|t| owned(&t.streams))
+            && self.detector.as_ref().is_none_or(owned))
+        {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the streams applications did not get their partitions within {timeout:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
     /// Stops accepting requests, flushes published events, stops every processor (each commits
     /// what it processed), and waits for all of them.
     pub async fn stop(self) -> anyhow::Result<()> {
@@ -182,6 +201,35 @@ impl App {
             service.join().await?;
         }
         Ok(())
+    }
+}
+
+/// Sets `user`'s alert threshold through the app threshold service at `base_url`, as the app
+/// would: a `503` (the user's partition is being assigned — right after start-up, or during a
+/// rebalance) is retried for up to a minute; any other failure is an error with the reason.
+pub async fn set_threshold(
+    http: &reqwest::Client,
+    base_url: &str,
+    user: &str,
+    amount: &str,
+    currency: &str,
+) -> anyhow::Result<()> {
+    let url = format!("{base_url}/v1/users/{user}/alert-threshold");
+    let body = serde_json::json!({ "amount": amount, "currency": currency });
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let response = http.put(&url).json(&body).send().await?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        if status != reqwest::StatusCode::SERVICE_UNAVAILABLE
+            || tokio::time::Instant::now() > deadline
+        {
+            let reason = response.text().await.unwrap_or_default();
+            anyhow::bail!("PUT {url}: {status} {reason}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 

@@ -92,19 +92,19 @@ pub async fn run(kafka: &Kafka, options: BenchOptions) -> anyhow::Result<()> {
     .await?;
 
     // Every user gets a threshold through the app threshold service.
+    app.owns_all_partitions(std::time::Duration::from_secs(60))
+        .await?;
     let http = reqwest::Client::new();
     for i in 0..options.users {
         let (user, _) = core_banking::user(i);
-        let response = http
-            .put(format!("{}/v1/users/{user}/alert-threshold", app.url()))
-            .json(&serde_json::json!({"amount": options.threshold_eur.to_string(), "currency": "EUR"}))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "PUT threshold: {}",
-            response.status()
-        );
+        crate::app::set_threshold(
+            &http,
+            &app.url(),
+            &user,
+            &options.threshold_eur.to_string(),
+            "EUR",
+        )
+        .await?;
     }
     // Let the detector read the settings before the first transaction (not required for
     // correctness — late settings re-evaluate recent transactions — but it keeps the

@@ -329,14 +329,19 @@ async fn demo(
 ) -> anyhow::Result<()> {
     let kafka = Kafka::connect(kafka_args)?;
     let (app, resolved) = start(&kafka, Service::ALL, &args.serve).await?;
+    app.owns_all_partitions(std::time::Duration::from_secs(60))
+        .await?;
     let http = reqwest::Client::new();
     for i in 0..args.users {
         let (user, _) = core_banking::user(i);
-        http.put(format!("{}/v1/users/{user}/alert-threshold", app.url()))
-            .json(&serde_json::json!({"amount": args.threshold_eur.to_string(), "currency": "EUR"}))
-            .send()
-            .await?
-            .error_for_status()?;
+        mybank::app::set_threshold(
+            &http,
+            &app.url(),
+            &user,
+            &args.threshold_eur.to_string(),
+            "EUR",
+        )
+        .await?;
     }
     println!(
         "thresholds of {} EUR set for user-000 … user-{:03}; try: curl {}/v1/users/user-001/notifications",
