@@ -148,7 +148,12 @@ impl NotificationService {
         let stats = NotificationStats::new(&group);
         let consumer = ConsumerLoop::new(
             kafka,
-            ConsumerOptions::new(group, [kafka.topic(&USER_ALERTS)]).batch_size(100),
+            ConsumerOptions::new(group, [kafka.topic(&USER_ALERTS)])
+                .batch_size(100)
+                .property(
+                    "fetch.wait.max.ms",
+                    crate::big_transaction_detector::LOW_LATENCY_FETCH_WAIT_MS,
+                ),
         )?;
         tracing::info!(database = db.kind(), mail = %mailer.describe(), "notification service started");
         let service = Arc::new(NotificationService {
