@@ -70,7 +70,8 @@ pub struct StreamsConfig {
     pub batch_size: usize,
     pub batch_linger: Duration,
     pub punctuate_every: Option<Duration>,
-    /// Extra consumer properties (e.g. `session.timeout.ms`).
+    /// Extra consumer properties (e.g. `session.timeout.ms`); they override the runtime's
+    /// `fetch.wait.max.ms=10`.
     pub consumer_properties: Vec<(String, String)>,
     /// This instance's HTTP endpoint (`http://host:port`), announced to the other instances so
     /// queries for keys it owns reach it (Kafka Streams' `application.server`).
@@ -483,8 +484,13 @@ impl Runtime {
     ) -> anyhow::Result<Self> {
         let assigned = Arc::new(Mutex::new(BTreeSet::new()));
         let revoked = Arc::new(Mutex::new(BTreeSet::new()));
-        let consumer_config =
-            kafka.group_consumer_config(&config.application_id, &config.consumer_properties);
+        // The broker may hold a fetch that finds nothing new for `fetch.wait.max.ms` (librdkafka:
+        // 500 ms) — the embedded mock cluster does even when records arrive meanwhile, so a
+        // stream thread that had caught up on a partition waited up to 500 ms for its next
+        // records. 10 ms, as for the restorer; `consumer_properties` can override it.
+        let mut properties = vec![("fetch.wait.max.ms".to_owned(), "10".to_owned())];
+        properties.extend(config.consumer_properties.iter().cloned());
+        let consumer_config = kafka.group_consumer_config(&config.application_id, &properties);
         let consumer: BaseConsumer<GroupContext> =
             consumer_config.create_with_context(GroupContext {
                 assigned: Arc::clone(&assigned),
