@@ -238,12 +238,17 @@ impl NotificationService {
         } else {
             self.stats.duplicates.inc();
         }
-        let select = "SELECT email_sent_at FROM notifications WHERE alert_id = $1";
-        let sent: Option<String> = on_db!(&self.db, |pool| sqlx::query_scalar(select)
-            .bind(&alert.alert_id)
-            .fetch_one(pool)
-            .await)
-        .map_err(anyhow::Error::from)?;
+        // A row this call just inserted has not been e-mailed: ask only about older rows.
+        let sent: Option<String> = if inserted {
+            None
+        } else {
+            let select = "SELECT email_sent_at FROM notifications WHERE alert_id = $1";
+            on_db!(&self.db, |pool| sqlx::query_scalar(select)
+                .bind(&alert.alert_id)
+                .fetch_one(pool)
+                .await)
+            .map_err(anyhow::Error::from)?
+        };
         if sent.is_none() {
             // A mail server that is down is worth retrying (the partition waits, nothing lost).
             self.mailer.send(&alert).await?;
