@@ -36,7 +36,7 @@ impl GlobalTables {
         let db = StateDb::open(dir, &stores)?;
         let checkpoint = db.checkpoint()?.unwrap_or_default();
         let consumer: BaseConsumer = kafka
-            .client_config()
+            .consumer_config()
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .create()?;
