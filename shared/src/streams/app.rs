@@ -419,6 +419,7 @@ struct Task {
     partition: i32,
     db: Arc<StateDb>,
     overlay: Overlay,
+
     outputs: Vec<Output>,
     checkpoint: Checkpoint,
     next_offsets: BTreeMap<String, i64>,
@@ -474,6 +475,17 @@ struct Runtime {
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Fetch tuning of the stream thread's consumer and of the restorer, on top of
+/// [`crate::kafka::CONSUMER_DEFAULTS`] (`KAFKA_*` variables and
+/// `StreamsConfig::consumer_properties` override it).
+pub const CONSUMER_TUNING: &[(&str, &str)] = &[
+    // The broker may hold a fetch that finds nothing new for `fetch.wait.max.ms` (librdkafka:
+    // 500 ms) — the embedded mock cluster does even when records arrive meanwhile, so a stream
+    // thread that had caught up on a partition waited up to 500 ms for its next records, and a
+    // restore reading to a known end waited that long at the end.
+    ("fetch.wait.max.ms", "10"),
+];
+
 impl Runtime {
     fn new(
         kafka: &Kafka,
@@ -484,11 +496,12 @@ impl Runtime {
     ) -> anyhow::Result<Self> {
         let assigned = Arc::new(Mutex::new(BTreeSet::new()));
         let revoked = Arc::new(Mutex::new(BTreeSet::new()));
-        // The broker may hold a fetch that finds nothing new for `fetch.wait.max.ms` (librdkafka:
-        // 500 ms) — the embedded mock cluster does even when records arrive meanwhile, so a
-        // stream thread that had caught up on a partition waited up to 500 ms for its next
-        // records. 10 ms, as for the restorer; `consumer_properties` can override it.
-        let mut properties = vec![("fetch.wait.max.ms".to_owned(), "10".to_owned())];
+        // `KAFKA_*` variables override the runtime's tuning, `consumer_properties` override both.
+        let mut properties: Vec<(String, String)> = CONSUMER_TUNING
+            .iter()
+            .filter(|(name, _)| !kafka.has_property(name))
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
         properties.extend(config.consumer_properties.iter().cloned());
         let consumer_config = kafka.group_consumer_config(&config.application_id, &properties);
         let consumer: BaseConsumer<GroupContext> =
@@ -499,14 +512,17 @@ impl Runtime {
             })?;
         let inputs: Vec<&str> = config.inputs.iter().map(String::as_str).collect();
         consumer.subscribe(&inputs)?;
-        let restorer: BaseConsumer = kafka
-            .client_config()
+        let mut restorer = kafka.consumer_config();
+        for (name, value) in CONSUMER_TUNING {
+            if !kafka.has_property(name) {
+                restorer.set(*name, *value);
+            }
+        }
+        let restorer: BaseConsumer = restorer
             .set("group.id", format!("{}-restore", config.application_id))
             .set("enable.auto.commit", "false")
             .set("fetch.max.bytes", "67108864")
             .set("max.partition.fetch.bytes", "16777216")
-            // Restores read to a known end: don't let the broker hold an empty fetch for 500 ms.
-            .set("fetch.wait.max.ms", "10")
             .create()?;
         let producer: BaseProducer<AckContext> = kafka
             .producer_config()
@@ -837,8 +853,13 @@ impl Runtime {
                     }
                 }
             }
-            task.next_offsets
-                .insert(message.topic().to_owned(), message.offset() + 1);
+            match task.next_offsets.get_mut(message.topic()) {
+                Some(next) => *next = message.offset() + 1,
+                None => {
+                    task.next_offsets
+                        .insert(message.topic().to_owned(), message.offset() + 1);
+                }
+            }
             task.dirty = true;
         }
         Ok(false)
@@ -923,7 +944,7 @@ impl Runtime {
                 }
             }
         }
-        self.flush_acknowledged()?;
+        flush_acknowledged(&self.producer)?;
 
         // 2. Markers, to every store's changelog; their offsets become the new positions.
         self.producer
@@ -953,7 +974,7 @@ impl Runtime {
                 send(&self.producer, record)?;
             }
         }
-        self.flush_acknowledged()?;
+        flush_acknowledged(&self.producer)?;
         let marker_offsets = std::mem::take(
             &mut *self
                 .producer
@@ -1005,31 +1026,6 @@ impl Runtime {
         Ok(())
     }
 
-    fn flush_acknowledged(&self) -> anyhow::Result<()> {
-        // Not `Producer::flush`: rust-rdkafka's flush polls in 100 ms steps that always run to
-        // the end, which would put 200 ms into every commit. Trigger sending, then poll in
-        // 1 ms steps until every delivery report has been served.
-        let _ = self.producer.flush(Duration::ZERO);
-        let deadline = Instant::now() + FLUSH_TIMEOUT;
-        while self.producer.in_flight_count() > 0 {
-            if Instant::now() > deadline {
-                bail!("records not acknowledged within {FLUSH_TIMEOUT:?}");
-            }
-            self.producer.poll(Duration::from_millis(1));
-        }
-        let errors =
-            std::mem::take(&mut *self.producer.context().errors.lock().expect("errors lock"));
-        if !errors.is_empty() {
-            // Nothing of this batch is committed: restarting re-processes it (at-least-once).
-            bail!(
-                "{} records were not delivered, e.g. {}",
-                errors.len(),
-                errors[0]
-            );
-        }
-        Ok(())
-    }
-
     /// Opens a task's RocksDB and brings it up to date with its changelogs.
     fn open_task(&mut self, partition: i32) -> anyhow::Result<Task> {
         let started = Instant::now();
@@ -1044,7 +1040,7 @@ impl Runtime {
             let topic = self.config.changelog(store);
             let start = local.positions.get(store).map_or(0, |p| p + 1);
             let mut replay = StoreReplay::default();
-            let mut batch = WriteBatch::default();
+            let mut latest = LatestValues::default();
             let end = read_changelog(
                 &self.restorer,
                 &topic,
@@ -1053,16 +1049,16 @@ impl Runtime {
                 &self.stats.restore_remaining,
                 |entry| {
                     for change in replay.push(entry) {
-                        db.stage_one(&mut batch, index, &change.key, change.value.as_deref());
+                        latest.insert(change);
                         restored += 1;
                     }
-                    if batch.len() >= 10_000 {
-                        db.write(std::mem::take(&mut batch))?;
+                    if latest.is_full() {
+                        latest.write(&db, index)?;
                     }
                     Ok(())
                 },
             )?;
-            db.write(batch)?;
+            latest.write(&db, index)?;
             markers.extend(replay.markers.iter().cloned());
             tails.push(replay.into_tail());
             ends.insert(store.clone(), end);
@@ -1128,6 +1124,39 @@ impl Runtime {
     }
 }
 
+/// The latest restored value per key of one store, written to RocksDB in chunks. Until
+/// compaction catches up, a changelog holds every update of a key, and only the last one is
+/// state: keeping just that one saves RocksDB most of a restore's writes.
+#[derive(Default)]
+struct LatestValues {
+    values: foldhash::HashMap<Vec<u8>, Option<Vec<u8>>>,
+    bytes: usize,
+}
+
+impl LatestValues {
+    /// Bounds the memory a restore holds before writing (keys and values as read).
+    const CHUNK_BYTES: usize = 32 << 20;
+
+    fn insert(&mut self, change: Change) {
+        self.bytes += change.key.len() + change.value.as_ref().map_or(0, Vec::len);
+        self.values.insert(change.key, change.value);
+    }
+
+    fn is_full(&self) -> bool {
+        self.bytes >= Self::CHUNK_BYTES
+    }
+
+    /// Writes what is held (order between keys does not matter: each key appears once).
+    fn write(&mut self, db: &StateDb, store: usize) -> anyhow::Result<()> {
+        let mut batch = WriteBatch::default();
+        for (key, value) in self.values.drain() {
+            db.stage_one(&mut batch, store, &key, value.as_deref());
+        }
+        self.bytes = 0;
+        db.write(batch)
+    }
+}
+
 /// Reads `topic[partition]` from `start` to its current end, calling `on_entry` for each record.
 /// Returns the end offset (high watermark) read up to.
 fn read_changelog(
@@ -1153,6 +1182,7 @@ fn read_changelog(
     tpl.add_partition_offset(topic, partition, Offset::Offset(start))?;
     restorer.assign(&tpl)?;
     let mut last_progress = Instant::now();
+    let mut last_batch = None;
     // Past the reported end, keep taking what is already queued: some brokers (tansu 0.6)
     // report the end of a multi-record batch as its base offset + 1.
     let mut draining = false;
@@ -1173,7 +1203,7 @@ fn read_changelog(
                 }
                 seen += 1;
                 draining |= message.offset() >= high - 1;
-                on_entry(parse_entry(&message)?)?;
+                on_entry(parse_entry(&message, &mut last_batch)?)?;
             }
             Some(Err(err)) => tracing::warn!(%err, topic, partition, "restore consumer error"),
             None => {
@@ -1196,27 +1226,58 @@ fn read_changelog(
     Ok(high)
 }
 
-fn parse_entry(message: &BorrowedMessage<'_>) -> anyhow::Result<Entry> {
+/// One changelog record as an [`Entry`]. `last_batch` is the batch id of the previous change:
+/// consecutive records almost always share it, so it is allocated once per batch, not per record.
+fn parse_entry(
+    message: &BorrowedMessage<'_>,
+    last_batch: &mut Option<Arc<str>>,
+) -> anyhow::Result<Entry> {
     let key = message.key().unwrap_or_default();
     if key == MARKER_KEY {
         let marker = serde_json::from_slice(message.payload().unwrap_or_default())
             .context("corrupt marker")?;
         return Ok(Entry::Marker(marker));
     }
-    let batch = message
-        .headers()
-        .and_then(|h| {
-            h.iter()
-                .find(|h| h.key == BATCH_HEADER)
-                .and_then(|h| h.value)
-        })
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .unwrap_or_default();
+    let header = message.headers().and_then(|h| {
+        h.iter()
+            .find(|h| h.key == BATCH_HEADER)
+            .and_then(|h| h.value)
+    });
+    let header = header.map_or(std::borrow::Cow::Borrowed(""), String::from_utf8_lossy);
+    let batch = match last_batch {
+        Some(batch) if **batch == *header => Arc::clone(batch),
+        _ => Arc::clone(last_batch.insert(Arc::from(&*header))),
+    };
     Ok(Entry::Change(Change {
         key: key.to_vec(),
         value: message.payload().map(<[u8]>::to_vec),
         batch,
     }))
+}
+
+/// Sends what `producer` queued and waits until the broker acknowledged all of it.
+fn flush_acknowledged(producer: &BaseProducer<AckContext>) -> anyhow::Result<()> {
+    // Not `Producer::flush`: rust-rdkafka's flush polls in 100 ms steps that always run to
+    // the end, which would put 200 ms into every commit. Trigger sending, then poll in
+    // 1 ms steps until every delivery report has been served.
+    let _ = producer.flush(Duration::ZERO);
+    let deadline = Instant::now() + FLUSH_TIMEOUT;
+    while producer.in_flight_count() > 0 {
+        if Instant::now() > deadline {
+            bail!("records not acknowledged within {FLUSH_TIMEOUT:?}");
+        }
+        producer.poll(Duration::from_millis(1));
+    }
+    let errors = std::mem::take(&mut *producer.context().errors.lock().expect("errors lock"));
+    if !errors.is_empty() {
+        // Nothing of this batch is committed: restarting re-processes it (at-least-once).
+        bail!(
+            "{} records were not delivered, e.g. {}",
+            errors.len(),
+            errors[0]
+        );
+    }
+    Ok(())
 }
 
 /// Sends a record, waiting for room when the local queue is full.
@@ -1279,5 +1340,46 @@ fn lag_loop(
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(key: &str, value: Option<&str>) -> Change {
+        Change {
+            key: key.into(),
+            value: value.map(Into::into),
+            batch: Arc::from("e:1"),
+        }
+    }
+
+    #[test]
+    fn restore_writes_the_last_value_of_each_key_deletions_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(dir.path(), &["s".to_owned()]).unwrap();
+        db.write({
+            let mut batch = WriteBatch::default();
+            db.stage_one(&mut batch, 0, b"gone", Some(b"old"));
+            batch
+        })
+        .unwrap();
+        let mut latest = LatestValues::default();
+        for c in [
+            change("a", Some("1")),
+            change("b", Some("1")),
+            change("a", Some("2")),
+            change("gone", None),
+            change("b", Some("3")),
+        ] {
+            latest.insert(c);
+        }
+        assert!(!latest.is_full());
+        latest.write(&db, 0).unwrap();
+        assert_eq!(db.get(0, b"a").unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!(db.get(0, b"b").unwrap().as_deref(), Some(&b"3"[..]));
+        assert_eq!(db.get(0, b"gone").unwrap(), None);
+        assert_eq!(latest.bytes, 0, "written and emptied");
     }
 }

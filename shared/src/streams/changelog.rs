@@ -26,6 +26,7 @@
 //! restore from the beginning (after compaction removed old markers) is correct too.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -54,7 +55,8 @@ pub struct Marker {
 pub struct Change {
     pub key: Vec<u8>,
     pub value: Option<Vec<u8>>,
-    pub batch: String,
+    /// Shared by the records of one batch (a restore reads thousands in a row).
+    pub batch: Arc<str>,
 }
 
 /// One changelog record.
@@ -103,9 +105,8 @@ pub fn resolve_tails(
     let mut apply = Vec::with_capacity(tails.len());
     let mut repair = Vec::with_capacity(tails.len());
     for tail in tails {
-        let (ok, stale): (Vec<Change>, Vec<Change>) = tail
-            .into_iter()
-            .partition(|c| complete.contains(c.batch.as_str()));
+        let (ok, stale): (Vec<Change>, Vec<Change>) =
+            tail.into_iter().partition(|c| complete.contains(&*c.batch));
         apply.push(ok);
         let mut keys: Vec<Vec<u8>> = stale.into_iter().map(|c| c.key).collect();
         keys.sort();

@@ -10,7 +10,8 @@ use std::path::Path;
 
 use anyhow::Context;
 use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch,
+    ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions,
+    WriteBatch,
 };
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +41,8 @@ pub type Overlay = Vec<BTreeMap<Vec<u8>, Option<Vec<u8>>>>;
 pub struct StateDb {
     db: DB,
     stores: Vec<String>,
+    /// Reused by every `get` (rust-rocksdb's `get_cf` allocates a new one per call).
+    read_options: ReadOptions,
 }
 
 impl StateDb {
@@ -58,6 +61,7 @@ impl StateDb {
         Ok(StateDb {
             db,
             stores: stores.to_vec(),
+            read_options: ReadOptions::default(),
         })
     }
 
@@ -72,7 +76,10 @@ impl StateDb {
     }
 
     pub fn get(&self, store: usize, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
-        Ok(self.db.get_cf(self.cf(store), key)?)
+        let value = self
+            .db
+            .get_pinned_cf_opt(self.cf(store), key, &self.read_options)?;
+        Ok(value.map(|value| value.to_vec()))
     }
 
     /// Entries with `from <= key < to` (`to = None`: to the end), in key order.
