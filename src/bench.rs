@@ -68,16 +68,22 @@ pub async fn streams(kafka: &Kafka, bench: &StreamsBench) -> anyhow::Result<()> 
         produce_rate
     );
 
-    let raw_rate = raw_consume(&kafka, &topic, bench.records).await?;
+    let (raw_rate, raw_cpu) = raw_consume(&kafka, &topic, bench.records).await?;
     println!(
-        "(a) raw consume-and-discard:               {:>10.0} records/s",
-        raw_rate
+        "(a) raw consume-and-discard:               {:>10.0} records/s   {}",
+        raw_rate,
+        cpu_per_record("consuming thread", raw_cpu, bench.records)
     );
 
     let state = tempfile::tempdir()?;
     let mut config =
         streams::StreamsConfig::new(&kafka, "bench-count", vec![topic.clone()], &["counts"]);
     config.state_dir = state.path().join("first");
+    // (c)'s instance joins the group (b)'s instance left; should the broker miss the leave, it
+    // waits out this session timeout (librdkafka's default: 45 s) before it gets the partitions.
+    config
+        .consumer_properties
+        .push(("session.timeout.ms".to_owned(), "6000".to_owned()));
     let count_rate = {
         let stop = CancellationToken::new();
         let app = streams::start(
@@ -90,14 +96,19 @@ pub async fn streams(kafka: &Kafka, bench: &StreamsBench) -> anyhow::Result<()> 
             stop.clone(),
         )
         .await?;
-        let rate = rate_until(bench.records, || app.stats.processed.get()).await?;
+        let measured = rate_until(bench.records, || app.stats.processed.get()).await?;
         stop.cancel();
         app.join().await?;
-        rate
+        measured
     };
+    let (count_rate, count_cpu, counted) = count_rate;
     println!(
-        "(b) count-per-key, RocksDB + changelog:    {:>10.0} records/s   (b)/(a) = {:.0}%  [target >= 50%]",
+        "(b) count-per-key, RocksDB + changelog:    {:>10.0} records/s   {}",
         count_rate,
+        cpu_per_record("stream thread", count_cpu, counted)
+    );
+    println!(
+        "    (b)/(a) = {:.0}%  [target >= 50%]",
         100.0 * count_rate / raw_rate
     );
 
@@ -114,20 +125,70 @@ pub async fn streams(kafka: &Kafka, bench: &StreamsBench) -> anyhow::Result<()> 
     )
     .await?;
     let deadline = Instant::now() + Duration::from_secs(600);
+    // The stream thread's CPU when the restore starts (it first waits for the group to form).
+    while app.stats.restore_remaining.get() == 0 && app.stores.partitions().is_empty() {
+        anyhow::ensure!(Instant::now() < deadline, "restore did not start");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let cpu_at_start = stream_thread_cpu();
     while app.stores.partitions().len() < INPUT.partitions as usize {
         anyhow::ensure!(Instant::now() < deadline, "restore did not finish");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let restore_cpu = stream_thread_cpu()
+        .zip(cpu_at_start)
+        .map(|(end, start)| end - start);
     let restored = app.stats.restored.get();
     let seconds = app.stats.restore_micros.get() as f64 / 1e6;
     let keys = app.stores.prefix::<u64>("counts", b"")?.len();
     stop.cancel();
     app.join().await?;
     println!(
-        "(c) restore from changelog:                {:>10.0} records/s   ({restored} changelog records -> {keys} keys in {seconds:.2} s)  [target >= 200k keys/s]",
-        restored as f64 / seconds
+        "(c) restore from changelog:                {:>10.0} keys/s      [target >= 200k keys/s]",
+        keys as f64 / seconds
+    );
+    println!(
+        "    {keys} keys from {restored} changelog records in {seconds:.2} s = {:.0} changelog records/s   {}",
+        restored as f64 / seconds,
+        cpu_per_record("stream thread", restore_cpu, restored)
     );
     Ok(())
+}
+
+/// "(<thread>: x.xx µs CPU/record)", or nothing where per-thread CPU time is not readable.
+fn cpu_per_record(thread: &str, cpu: Option<Duration>, records: u64) -> String {
+    match cpu {
+        Some(cpu) if records > 0 => format!(
+            "({thread}: {:.2} µs CPU/record)",
+            cpu.as_secs_f64() * 1e6 / records as f64
+        ),
+        _ => String::new(),
+    }
+}
+
+/// CPU time of a thread from Linux's `/proc/<pid>/task/<tid>/schedstat` (nanoseconds on CPU).
+fn thread_cpu(task: &std::path::Path) -> Option<Duration> {
+    let schedstat = std::fs::read_to_string(task.join("schedstat")).ok()?;
+    let nanos = schedstat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
+}
+
+/// CPU time of the calling thread.
+fn this_thread_cpu() -> Option<Duration> {
+    thread_cpu(std::path::Path::new("/proc/thread-self"))
+}
+
+/// CPU time of the streams runtime's stream thread (named `stream-<application id>`): the
+/// thread that polls, processes, commits and restores — the one (b) and (c) are bound by.
+fn stream_thread_cpu() -> Option<Duration> {
+    std::fs::read_dir("/proc/self/task")
+        .ok()?
+        .flatten()
+        .find(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.starts_with("stream-"))
+        })
+        .and_then(|task| thread_cpu(&task.path()))
 }
 
 async fn produce(kafka: &Kafka, topic: &str, bench: &StreamsBench) -> anyhow::Result<f64> {
@@ -160,17 +221,28 @@ async fn produce(kafka: &Kafka, topic: &str, bench: &StreamsBench) -> anyhow::Re
     .await?
 }
 
-async fn raw_consume(kafka: &Kafka, topic: &str, records: u64) -> anyhow::Result<f64> {
-    let consumer: BaseConsumer = kafka
-        .client_config()
+/// Records/s from the first record to the last, and the consuming thread's CPU meanwhile.
+async fn raw_consume(
+    kafka: &Kafka,
+    topic: &str,
+    records: u64,
+) -> anyhow::Result<(f64, Option<Duration>)> {
+    // The stream thread's fetch tuning, so (a) and (b) differ only in what the runtime does.
+    let mut config = kafka.consumer_config();
+    for (name, value) in streams::app::CONSUMER_TUNING {
+        if !kafka.has_property(name) {
+            config.set(*name, *value);
+        }
+    }
+    let consumer: BaseConsumer = config
         .set("group.id", format!("{}bench-raw", kafka.prefix()))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()?;
     consumer.subscribe(&[topic])?;
-    tokio::task::spawn_blocking(move || -> anyhow::Result<f64> {
+    tokio::task::spawn_blocking(move || -> anyhow::Result<(f64, Option<Duration>)> {
         let mut seen = 0u64;
-        let mut first: Option<Instant> = None;
+        let mut first: Option<(Instant, Option<Duration>)> = None;
         let deadline = Instant::now() + Duration::from_secs(600);
         while seen < records {
             anyhow::ensure!(
@@ -178,23 +250,31 @@ async fn raw_consume(kafka: &Kafka, topic: &str, records: u64) -> anyhow::Result
                 "raw consumer read only {seen} records"
             );
             if let Some(Ok(_message)) = consumer.poll(Duration::from_millis(100)) {
-                first.get_or_insert_with(Instant::now);
+                first.get_or_insert_with(|| (Instant::now(), this_thread_cpu()));
                 seen += 1;
             }
         }
-        Ok(records as f64 / first.map_or(0.0, |t| t.elapsed().as_secs_f64()))
+        let (started, cpu_at_start) = first.context("no record")?;
+        let cpu = this_thread_cpu()
+            .zip(cpu_at_start)
+            .map(|(end, start)| end - start);
+        Ok((records as f64 / started.elapsed().as_secs_f64(), cpu))
     })
     .await?
 }
 
-/// Records/s between the first and the `total`-th record counted by `processed`.
-async fn rate_until(total: u64, processed: impl Fn() -> u64) -> anyhow::Result<f64> {
+/// Records/s between the first and the `total`-th record counted by `processed`, the stream
+/// thread's CPU meanwhile, and the records counted in that span.
+async fn rate_until(
+    total: u64,
+    processed: impl Fn() -> u64,
+) -> anyhow::Result<(f64, Option<Duration>, u64)> {
     let deadline = Instant::now() + Duration::from_secs(600);
     while processed() == 0 {
         anyhow::ensure!(Instant::now() < deadline, "nothing processed");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let (started, at_start) = (Instant::now(), processed());
+    let (started, at_start, cpu_at_start) = (Instant::now(), processed(), stream_thread_cpu());
     while processed() < total {
         anyhow::ensure!(
             Instant::now() < deadline,
@@ -203,5 +283,13 @@ async fn rate_until(total: u64, processed: impl Fn() -> u64) -> anyhow::Result<f
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    Ok((total - at_start) as f64 / started.elapsed().as_secs_f64())
+    let cpu = stream_thread_cpu()
+        .zip(cpu_at_start)
+        .map(|(end, start)| end - start);
+    let records = total - at_start;
+    Ok((
+        records as f64 / started.elapsed().as_secs_f64(),
+        cpu,
+        records,
+    ))
 }

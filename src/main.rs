@@ -24,10 +24,10 @@ enum Command {
     /// Start the embedded broker alone, provision every topic, print its address, run until
     /// Ctrl-C (services in other terminals then use KAFKA_BOOTSTRAP_SERVERS=<address>).
     Broker,
-    /// A consumer group's committed offset, log-end offset and lag per partition.
     /// Benchmarks (run with --release): `bench streams` measures the streams runtime.
     #[command(subcommand)]
     Bench(Bench),
+    /// A consumer group's committed offset, log-end offset and lag per partition.
     Lag {
         /// The consumer group (application id).
         #[arg(long)]
