@@ -79,8 +79,9 @@ pub async fn streams(kafka: &Kafka, bench: &StreamsBench) -> anyhow::Result<()> 
     let mut config =
         streams::StreamsConfig::new(&kafka, "bench-count", vec![topic.clone()], &["counts"]);
     config.state_dir = state.path().join("first");
-    // (c)'s instance joins the group (b)'s instance left; should the broker miss the leave, it
-    // waits out this session timeout (librdkafka's default: 45 s) before it gets the partitions.
+    // (c)'s instance joins the group (b)'s instance left. The mock cluster answers the leave
+    // (`KAFKA_DEBUG=cgrp`: "LeaveGroup response received") yet holds the next join for up to the
+    // session timeout — librdkafka's default of 45 s made every run wait that long.
     config
         .consumer_properties
         .push(("session.timeout.ms".to_owned(), "6000".to_owned()));
