@@ -85,7 +85,7 @@ pub async fn streams(kafka: &Kafka, bench: &StreamsBench) -> anyhow::Result<()> 
     config
         .consumer_properties
         .push(("session.timeout.ms".to_owned(), "6000".to_owned()));
-    let count_rate = {
+    let (count_rate, count_cpu, counted) = {
         let stop = CancellationToken::new();
         let app = streams::start(
             &kafka,
@@ -102,7 +102,6 @@ pub async fn streams(kafka: &Kafka, bench: &StreamsBench) -> anyhow::Result<()> 
         app.join().await?;
         measured
     };
-    let (count_rate, count_cpu, counted) = count_rate;
     println!(
         "(b) count-per-key, RocksDB + changelog:    {:>10.0} records/s   {}",
         count_rate,
@@ -136,9 +135,7 @@ pub async fn streams(kafka: &Kafka, bench: &StreamsBench) -> anyhow::Result<()> 
         anyhow::ensure!(Instant::now() < deadline, "restore did not finish");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let restore_cpu = stream_thread_cpu()
-        .zip(cpu_at_start)
-        .map(|(end, start)| end - start);
+    let restore_cpu = cpu_between(cpu_at_start, stream_thread_cpu());
     let restored = app.stats.restored.get();
     let seconds = app.stats.restore_micros.get() as f64 / 1e6;
     let keys = app.stores.prefix::<u64>("counts", b"")?.len();
@@ -172,6 +169,11 @@ fn thread_cpu(task: &std::path::Path) -> Option<Duration> {
     let schedstat = std::fs::read_to_string(task.join("schedstat")).ok()?;
     let nanos = schedstat.split_whitespace().next()?.parse().ok()?;
     Some(Duration::from_nanos(nanos))
+}
+
+/// CPU spent between two readings of one thread's CPU time (`None` if either is missing).
+fn cpu_between(start: Option<Duration>, end: Option<Duration>) -> Option<Duration> {
+    Some(end? - start?)
 }
 
 /// CPU time of the calling thread.
@@ -230,11 +232,7 @@ async fn raw_consume(
 ) -> anyhow::Result<(f64, Option<Duration>)> {
     // The stream thread's fetch tuning, so (a) and (b) differ only in what the runtime does.
     let mut config = kafka.consumer_config();
-    for (name, value) in streams::app::CONSUMER_TUNING {
-        if !kafka.has_property(name) {
-            config.set(*name, *value);
-        }
-    }
+    kafka.apply_defaults(&mut config, streams::app::CONSUMER_TUNING);
     let consumer: BaseConsumer = config
         .set("group.id", format!("{}bench-raw", kafka.prefix()))
         .set("enable.auto.commit", "false")
@@ -256,9 +254,7 @@ async fn raw_consume(
             }
         }
         let (started, cpu_at_start) = first.context("no record")?;
-        let cpu = this_thread_cpu()
-            .zip(cpu_at_start)
-            .map(|(end, start)| end - start);
+        let cpu = cpu_between(cpu_at_start, this_thread_cpu());
         Ok((records as f64 / started.elapsed().as_secs_f64(), cpu))
     })
     .await?
@@ -284,9 +280,7 @@ async fn rate_until(
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let cpu = stream_thread_cpu()
-        .zip(cpu_at_start)
-        .map(|(end, start)| end - start);
+    let cpu = cpu_between(cpu_at_start, stream_thread_cpu());
     let records = total - at_start;
     Ok((
         records as f64 / started.elapsed().as_secs_f64(),

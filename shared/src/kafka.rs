@@ -18,7 +18,7 @@ pub struct Kafka {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Inner {
     bootstrap: String,
     prefix: String,
@@ -90,10 +90,8 @@ impl Kafka {
     pub fn with_properties(&self, properties: Vec<(String, String)>) -> Kafka {
         Kafka {
             inner: Arc::new(Inner {
-                bootstrap: self.inner.bootstrap.clone(),
-                prefix: self.inner.prefix.clone(),
                 properties,
-                embedded: self.inner.embedded.clone(),
+                ..(*self.inner).clone()
             }),
         }
     }
@@ -166,17 +164,18 @@ impl Kafka {
     /// (a `KAFKA_*` variable of the same name wins).
     pub fn consumer_config(&self) -> ClientConfig {
         let mut config = self.client_config();
-        for (name, value) in CONSUMER_DEFAULTS {
-            if !self.has_property(name) {
-                config.set(*name, *value);
-            }
-        }
+        self.apply_defaults(&mut config, CONSUMER_DEFAULTS);
         config
     }
 
-    /// Whether a `KAFKA_*` variable set librdkafka property `name`.
-    pub fn has_property(&self, name: &str) -> bool {
-        self.inner.properties.iter().any(|(key, _)| key == name)
+    /// Sets each of `defaults` on `config` unless a `KAFKA_*` variable named that property
+    /// (the variable, already in `client_config`, wins).
+    pub fn apply_defaults(&self, config: &mut ClientConfig, defaults: &[(&str, &str)]) {
+        for (name, value) in defaults {
+            if !self.inner.properties.iter().any(|(key, _)| key == name) {
+                config.set(*name, *value);
+            }
+        }
     }
 
     /// The properties every client starts from: bootstrap servers plus `KAFKA_*` pass-through.

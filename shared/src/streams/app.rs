@@ -419,7 +419,6 @@ struct Task {
     partition: i32,
     db: Arc<StateDb>,
     overlay: Overlay,
-
     outputs: Vec<Output>,
     checkpoint: Checkpoint,
     next_offsets: BTreeMap<String, i64>,
@@ -497,13 +496,11 @@ impl Runtime {
         let assigned = Arc::new(Mutex::new(BTreeSet::new()));
         let revoked = Arc::new(Mutex::new(BTreeSet::new()));
         // `KAFKA_*` variables override the runtime's tuning, `consumer_properties` override both.
-        let mut properties: Vec<(String, String)> = CONSUMER_TUNING
-            .iter()
-            .filter(|(name, _)| !kafka.has_property(name))
-            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-            .collect();
-        properties.extend(config.consumer_properties.iter().cloned());
-        let consumer_config = kafka.group_consumer_config(&config.application_id, &properties);
+        let mut consumer_config = kafka.group_consumer_config(&config.application_id, &[]);
+        kafka.apply_defaults(&mut consumer_config, CONSUMER_TUNING);
+        for (name, value) in &config.consumer_properties {
+            consumer_config.set(name, value);
+        }
         let consumer: BaseConsumer<GroupContext> =
             consumer_config.create_with_context(GroupContext {
                 assigned: Arc::clone(&assigned),
@@ -513,11 +510,7 @@ impl Runtime {
         let inputs: Vec<&str> = config.inputs.iter().map(String::as_str).collect();
         consumer.subscribe(&inputs)?;
         let mut restorer = kafka.consumer_config();
-        for (name, value) in CONSUMER_TUNING {
-            if !kafka.has_property(name) {
-                restorer.set(*name, *value);
-            }
-        }
+        kafka.apply_defaults(&mut restorer, CONSUMER_TUNING);
         let restorer: BaseConsumer = restorer
             .set("group.id", format!("{}-restore", config.application_id))
             .set("enable.auto.commit", "false")
@@ -944,7 +937,7 @@ impl Runtime {
                 }
             }
         }
-        flush_acknowledged(&self.producer)?;
+        self.flush_acknowledged()?;
 
         // 2. Markers, to every store's changelog; their offsets become the new positions.
         self.producer
@@ -974,7 +967,7 @@ impl Runtime {
                 send(&self.producer, record)?;
             }
         }
-        flush_acknowledged(&self.producer)?;
+        self.flush_acknowledged()?;
         let marker_offsets = std::mem::take(
             &mut *self
                 .producer
@@ -1022,6 +1015,31 @@ impl Runtime {
         // 4. Input offsets (async: a lost commit only means records are skipped on reprocessing).
         if let Err(err) = self.consumer.commit(&offsets, CommitMode::Async) {
             tracing::warn!(app = %self.config.application_id, %err, "offset commit failed");
+        }
+        Ok(())
+    }
+
+    fn flush_acknowledged(&self) -> anyhow::Result<()> {
+        // Not `Producer::flush`: rust-rdkafka's flush polls in 100 ms steps that always run to
+        // the end, which would put 200 ms into every commit. Trigger sending, then poll in
+        // 1 ms steps until every delivery report has been served.
+        let _ = self.producer.flush(Duration::ZERO);
+        let deadline = Instant::now() + FLUSH_TIMEOUT;
+        while self.producer.in_flight_count() > 0 {
+            if Instant::now() > deadline {
+                bail!("records not acknowledged within {FLUSH_TIMEOUT:?}");
+            }
+            self.producer.poll(Duration::from_millis(1));
+        }
+        let errors =
+            std::mem::take(&mut *self.producer.context().errors.lock().expect("errors lock"));
+        if !errors.is_empty() {
+            // Nothing of this batch is committed: restarting re-processes it (at-least-once).
+            bail!(
+                "{} records were not delivered, e.g. {}",
+                errors.len(),
+                errors[0]
+            );
         }
         Ok(())
     }
@@ -1253,31 +1271,6 @@ fn parse_entry(
         value: message.payload().map(<[u8]>::to_vec),
         batch,
     }))
-}
-
-/// Sends what `producer` queued and waits until the broker acknowledged all of it.
-fn flush_acknowledged(producer: &BaseProducer<AckContext>) -> anyhow::Result<()> {
-    // Not `Producer::flush`: rust-rdkafka's flush polls in 100 ms steps that always run to
-    // the end, which would put 200 ms into every commit. Trigger sending, then poll in
-    // 1 ms steps until every delivery report has been served.
-    let _ = producer.flush(Duration::ZERO);
-    let deadline = Instant::now() + FLUSH_TIMEOUT;
-    while producer.in_flight_count() > 0 {
-        if Instant::now() > deadline {
-            bail!("records not acknowledged within {FLUSH_TIMEOUT:?}");
-        }
-        producer.poll(Duration::from_millis(1));
-    }
-    let errors = std::mem::take(&mut *producer.context().errors.lock().expect("errors lock"));
-    if !errors.is_empty() {
-        // Nothing of this batch is committed: restarting re-processes it (at-least-once).
-        bail!(
-            "{} records were not delivered, e.g. {}",
-            errors.len(),
-            errors[0]
-        );
-    }
-    Ok(())
 }
 
 /// Sends a record, waiting for room when the local queue is full.
