@@ -201,22 +201,15 @@ pub async fn remove_threshold(app: &App, user: &str) -> Value {
 }
 
 /// The transaction ids of a user's notifications.
-/// Waits until the big-transaction detector has processed `records` input records (from its
-/// `streams_records_processed_total` on `/metrics`).
+/// Waits until the big-transaction detector has processed `records` input records.
 pub async fn detector_processed(app: &App, records: u64) {
-    let url = format!("{}/metrics", app.url());
-    let label = format!("{}\"}}", mybank::big_transaction_detector::APPLICATION_ID);
+    let detector = app.detector.as_ref().expect("the detector runs");
     eventually(
         Duration::from_secs(30),
         "the detector's processed records",
-        || async {
-            let metrics = client().get(&url).send().await.ok()?.text().await.ok()?;
-            let processed: u64 = metrics
-                .lines()
-                .filter(|l| l.starts_with("streams_records_processed_total{") && l.contains(&label))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-                .sum();
-            (processed >= records).then_some(())
+        || {
+            let processed = detector.stats.processed.get();
+            async move { (processed >= records).then_some(()) }
         },
     )
     .await;

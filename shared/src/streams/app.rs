@@ -704,9 +704,7 @@ impl Runtime {
             .filter(|p| !self.tasks.contains_key(p))
             .collect();
         if !open.is_empty() {
-            for task in self.open_tasks(&open)? {
-                self.tasks.insert(task.partition, task);
-            }
+            self.open_tasks(&open)?;
             changed = true;
         }
         if changed && self.config.endpoint.is_some() {
@@ -786,9 +784,7 @@ impl Runtime {
                 continue; // revoked while the batch was gathered: the new owner processes it
             }
             if !self.tasks.contains_key(&partition) {
-                for task in self.open_tasks(&[partition])? {
-                    self.tasks.insert(task.partition, task);
-                }
+                self.open_tasks(&[partition])?;
             }
             let task = self.tasks.get_mut(&partition).expect("task opened above");
             let next = task.next_offsets.get(message.topic()).copied().unwrap_or(0);
@@ -1048,10 +1044,11 @@ impl Runtime {
         Ok(())
     }
 
-    /// Opens the tasks of `partitions` and brings their RocksDBs up to date with their
-    /// changelogs: one restore for all of them (every task's changelog partitions are assigned
-    /// at once), so fetching one task's changelog overlaps with applying another's.
-    fn open_tasks(&mut self, partitions: &[i32]) -> anyhow::Result<Vec<Task>> {
+    /// Opens the tasks of `partitions`, brings their RocksDBs up to date with their changelogs
+    /// and adds them to the open tasks. One restore for all of them (every task's changelog
+    /// partitions are assigned at once), so fetching one task's changelog overlaps with applying
+    /// another's.
+    fn open_tasks(&mut self, partitions: &[i32]) -> anyhow::Result<()> {
         let started = Instant::now();
         let stores = self.config.stores.len();
         // Opening a RocksDB writes and syncs a few files (~7 ms here): open them side by side.
@@ -1113,7 +1110,6 @@ impl Runtime {
             },
         )?;
 
-        let mut tasks = Vec::with_capacity(partitions.len());
         let mut replays = replays.into_iter();
         for (task, (partition, db, local)) in opening.into_iter().enumerate() {
             let mut markers: Vec<Marker> = Vec::new();
@@ -1172,22 +1168,25 @@ impl Runtime {
                 .write()
                 .expect("tasks lock")
                 .insert(partition, Arc::clone(&db));
-            tasks.push(Task {
+            self.tasks.insert(
                 partition,
-                db,
-                overlay,
-                outputs: Vec::new(),
-                next_offsets: checkpoint.offsets.clone(),
-                stream_time: checkpoint.stream_time,
-                checkpoint,
-                epoch: format!("{:016x}", rand::random::<u64>()),
-                dirty: repairs > 0,
-            });
+                Task {
+                    partition,
+                    db,
+                    overlay,
+                    outputs: Vec::new(),
+                    next_offsets: checkpoint.offsets.clone(),
+                    stream_time: checkpoint.stream_time,
+                    checkpoint,
+                    epoch: format!("{:016x}", rand::random::<u64>()),
+                    dirty: repairs > 0,
+                },
+            );
         }
         self.stats
             .restore_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        Ok(tasks)
+        Ok(())
     }
 }
 
