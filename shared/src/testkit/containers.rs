@@ -30,10 +30,7 @@ pub enum KafkaContainer {
 
 impl KafkaContainer {
     pub async fn start() -> anyhow::Result<KafkaContainer> {
-        let image = std::env::var("KAFKA_TEST_IMAGE")
-            .ok()
-            .filter(|s| !s.is_empty());
-        match image {
+        match test_image() {
             Some(image) if image.contains("tansu") => Self::tansu(&image).await,
             Some(image) => Self::apache(Some(&image)).await,
             None => Self::apache(None).await,
@@ -53,7 +50,17 @@ impl KafkaContainer {
             Some((name, tag)) => apache::Kafka::default().with_name(name).with_tag(tag),
             None => ContainerRequest::from(apache::Kafka::default()),
         };
+        // The same broker settings as the `apache` process backend (see `apache.rs`): the
+        // module's defaults leave transactions with a replication factor of 3 on one broker.
         let container = request
+            .with_env_var("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
+            .with_env_var("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
+            .with_env_var("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+            .with_env_var("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
+            .with_env_var(
+                "KAFKA_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS",
+                "2000",
+            )
             .with_startup_timeout(Duration::from_secs(120))
             .start()
             .await
@@ -93,6 +100,18 @@ impl KafkaContainer {
             bootstrap: format!("127.0.0.1:{port}"),
         })
     }
+}
+
+/// `KAFKA_TEST_IMAGE`, if set.
+fn test_image() -> Option<String> {
+    std::env::var("KAFKA_TEST_IMAGE")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// Whether `KAFKA_TEST_IMAGE` names a tansu image.
+pub fn image_is_tansu() -> bool {
+    test_image().is_some_and(|image| image.contains("tansu"))
 }
 
 /// `name:tag` → (`name`, `tag`), `latest` when no tag is given.

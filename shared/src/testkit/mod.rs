@@ -3,14 +3,16 @@
 //! | value                 | broker                                                              |
 //! |-----------------------|---------------------------------------------------------------------|
 //! | `embedded` (default)  | librdkafka's mock cluster, in this process                          |
+//! | `apache`              | Apache Kafka (KRaft) as a child process, one per test binary         |
 //! | `tansu`               | a `tansu broker` process (memory storage) on a free loopback port   |
 //! | `testcontainers`      | a container: `apache/kafka` by default, or `KAFKA_TEST_IMAGE`       |
 //! | `external`            | the cluster at `KAFKA_BOOTSTRAP_SERVERS`                            |
 //!
 //! Every [`TestKafka`] has its own random topic prefix and group ids, so tests run in parallel on
 //! one broker without seeing each other's records. The broker process or container is stopped
-//! when the `TestKafka` is dropped.
+//! when the `TestKafka` is dropped (the shared Apache Kafka process when the test binary exits).
 
+pub mod apache;
 mod containers;
 mod tansu;
 
@@ -32,6 +34,7 @@ use crate::topics::{TopicSpec, dlq_name};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Embedded,
+    Apache,
     Tansu,
     Testcontainers,
     External,
@@ -45,11 +48,13 @@ impl Backend {
             .unwrap_or("embedded")
         {
             "" | "embedded" => Ok(Backend::Embedded),
+            "apache" => Ok(Backend::Apache),
             "tansu" => Ok(Backend::Tansu),
             "testcontainers" => Ok(Backend::Testcontainers),
             "external" => Ok(Backend::External),
             other => bail!(
-                "CASESTUDIES_TEST_KAFKA={other:?}: expected embedded, tansu, testcontainers or external"
+                "CASESTUDIES_TEST_KAFKA={other:?}: expected embedded, apache, tansu, testcontainers or \
+                 external"
             ),
         }
     }
@@ -60,6 +65,7 @@ impl Backend {
 #[allow(dead_code)]
 enum Guard {
     None,
+    Apache(Box<apache::ApacheKafka>),
     Tansu(tansu::TansuProcess),
     Container(Box<containers::KafkaContainer>),
 }
@@ -81,6 +87,23 @@ impl TestKafka {
             Backend::Embedded => {
                 let broker = Arc::new(EmbeddedBroker::start()?);
                 (Kafka::embedded(broker, &prefix), Guard::None)
+            }
+            Backend::Apache => {
+                let per_test =
+                    std::env::var("CASESTUDIES_APACHE_KAFKA").as_deref() == Ok("per-test");
+                if per_test {
+                    let broker = tokio::task::spawn_blocking(apache::ApacheKafka::start).await??;
+                    (
+                        Kafka::external(broker.bootstrap(), &prefix, Vec::new()),
+                        Guard::Apache(Box::new(broker)),
+                    )
+                } else {
+                    let broker = tokio::task::spawn_blocking(apache::ApacheKafka::shared).await??;
+                    (
+                        Kafka::external(broker.bootstrap(), &prefix, Vec::new()),
+                        Guard::None,
+                    )
+                }
             }
             Backend::Tansu => {
                 let process = tansu::TansuProcess::start().await?;
@@ -123,6 +146,17 @@ impl TestKafka {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Whether this broker runs transactions correctly: Apache Kafka (process, container or an
+    /// external cluster) does; the mock cluster shows aborted records and tansu 0.6 rejects
+    /// `EndTxn`.
+    pub fn supports_transactions(&self) -> bool {
+        match self.backend {
+            Backend::Apache | Backend::External => true,
+            Backend::Testcontainers => !containers::image_is_tansu(),
+            Backend::Embedded | Backend::Tansu => false,
+        }
     }
 
     /// A consumer group id unique to this test.
@@ -186,6 +220,8 @@ impl TestKafka {
             .client_config()
             .set("group.id", self.group_id("reader"))
             .set("enable.auto.commit", "false")
+            // librdkafka's default, stated: what a downstream application would see.
+            .set("isolation.level", "read_committed")
             .create()?;
         let deadline = tokio::time::Instant::now() + timeout;
         let partitions = loop {
