@@ -714,7 +714,7 @@ async fn read_partitions(
         let mut remaining = BTreeMap::new();
         for (partition, offset) in &from {
             let (_, high) =
-                consumer.fetch_watermarks(&topic, *partition, Duration::from_secs(10))?;
+                shared::kafka::watermarks(&consumer, &topic, *partition, Duration::from_secs(30))?;
             let start = match offset {
                 Offset::Offset(o) => *o,
                 _ => 0,

@@ -5,7 +5,12 @@
 
 use std::sync::Arc;
 
+use std::time::{Duration, Instant};
+
 use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::{self, KafkaArgs};
 use crate::embedded::EmbeddedBroker;
@@ -187,6 +192,41 @@ impl Kafka {
         }
         config
     }
+}
+
+/// `consumer.fetch_watermarks`, retried while the broker answers that a partition has no leader
+/// yet: Apache Kafka elects the leaders of a new topic's partitions after CreateTopics returns,
+/// so the first seconds of a new topic answer `NotLeaderForPartition` or `LeaderNotAvailable`.
+pub fn watermarks<C: ConsumerContext, K: Consumer<C>>(
+    consumer: &K,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> KafkaResult<(i64, i64)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, timeout) {
+            Err(err) if is_leadership_change(&err) && Instant::now() < deadline => {
+                tracing::debug!(topic, partition, %err, "no partition leader yet: retrying");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Errors that mean "ask again in a moment": a partition's leader is being elected or moved.
+pub fn is_leadership_change(err: &KafkaError) -> bool {
+    matches!(
+        err.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::NotCoordinator
+                | RDKafkaErrorCode::CoordinatorLoadInProgress
+        )
+    )
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -109,6 +109,9 @@ pub async fn provision_physical(
         }
     }
     wait_until_visible(&admin, &missing).await?;
+    if !kafka.is_embedded() {
+        verify_configs(&admin, &missing).await?;
+    }
     for topic in missing {
         tracing::info!(topic = %topic.name, partitions = topic.partitions, "topic created");
         report.created.push(topic.name.clone());
@@ -116,9 +119,84 @@ pub async fn provision_physical(
     Ok(report)
 }
 
+/// The configuration of `topics` as the broker describes it: `(topic, [(name, value)])`.
+pub async fn describe_topic_configs(
+    admin: &AdminClient<DefaultClientContext>,
+    topics: &[&str],
+) -> anyhow::Result<Vec<(String, HashMap<String, String>)>> {
+    let resources: Vec<ResourceSpecifier<'_>> =
+        topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+    let described = admin
+        .describe_configs(&resources, &AdminOptions::new())
+        .await
+        .context("DescribeConfigs request failed")?;
+    topics
+        .iter()
+        .zip(described)
+        .map(|(topic, result)| {
+            let resource = result.map_err(|code| anyhow::anyhow!("describe {topic}: {code}"))?;
+            let entries = resource
+                .entries
+                .into_iter()
+                .filter_map(|e| e.value.map(|v| (e.name, v)))
+                .collect();
+            Ok(((*topic).to_owned(), entries))
+        })
+        .collect()
+}
+
+/// Reads the created topics' configuration back: a broker that ignored `cleanup.policy` or
+/// `retention.ms` (a compacted changelog created as `delete` loses state) fails provisioning.
+async fn verify_configs(
+    admin: &AdminClient<DefaultClientContext>,
+    topics: &[&PhysicalTopic],
+) -> anyhow::Result<()> {
+    let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+    let described = match describe_topic_configs(admin, &names).await {
+        Ok(described) => described,
+        Err(err) => {
+            tracing::warn!(
+                err = format!("{err:#}"),
+                "cannot read back the new topics' configuration"
+            );
+            return Ok(());
+        }
+    };
+    for (topic, (name, configs)) in topics.iter().zip(described) {
+        let want = [
+            ("cleanup.policy", topic.cleanup.as_config().to_owned()),
+            ("retention.ms", topic.retention.as_ms().to_string()),
+        ];
+        for (key, value) in want {
+            match configs.get(key) {
+                Some(have) if *have == value => {}
+                have => bail!(
+                    "topic {name} was created with {key}={} instead of {value}",
+                    have.map_or("(not reported)", String::as_str)
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Number of brokers, and the partition count of every topic, from cluster metadata.
 pub async fn partition_counts(
     admin: &Arc<AdminClient<DefaultClientContext>>,
+) -> anyhow::Result<(i32, HashMap<String, i32>)> {
+    counts(admin, |_| true).await
+}
+
+/// Like [`partition_counts`], counting only the partitions that have a leader.
+async fn led_partition_counts(
+    admin: &Arc<AdminClient<DefaultClientContext>>,
+) -> anyhow::Result<(i32, HashMap<String, i32>)> {
+    counts(admin, |p| p.leader() >= 0 && p.error().is_none()).await
+}
+
+async fn counts(
+    admin: &Arc<AdminClient<DefaultClientContext>>,
+    counted: fn(&rdkafka::metadata::MetadataPartition) -> bool,
 ) -> anyhow::Result<(i32, HashMap<String, i32>)> {
     let admin = Arc::clone(admin);
     // librdkafka's metadata call blocks: keep it off the async workers.
@@ -131,19 +209,24 @@ pub async fn partition_counts(
         .topics()
         .iter()
         .filter(|t| t.error().is_none())
-        .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
+        .map(|t| {
+            let led = t.partitions().iter().filter(|p| counted(p)).count();
+            (t.name().to_owned(), led as i32)
+        })
         .collect();
     Ok((metadata.brokers().len() as i32, topics))
 }
 
-/// Brokers create topics asynchronously; wait until metadata shows every partition.
+/// Brokers create topics asynchronously and elect their partitions' leaders after that; wait
+/// until metadata shows every partition with a leader (Apache Kafka answers requests for a
+/// partition without one with `NotLeaderForPartition`).
 async fn wait_until_visible(
     admin: &Arc<AdminClient<DefaultClientContext>>,
     topics: &[&PhysicalTopic],
 ) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + METADATA_WAIT;
     loop {
-        let (_, existing) = partition_counts(admin).await?;
+        let (_, existing) = led_partition_counts(admin).await?;
         let pending: Vec<&str> = topics
             .iter()
             .filter(|t| existing.get(&t.name).is_none_or(|&n| n < t.partitions))

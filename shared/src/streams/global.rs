@@ -54,7 +54,8 @@ impl GlobalTables {
             for p in 0..partitions as i32 {
                 let next = checkpoint.offsets.get(&format!("{topic}/{p}")).copied();
                 tpl.add_partition_offset(topic, p, next.map_or(Offset::Beginning, Offset::Offset))?;
-                let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+                let (_, high) =
+                    crate::kafka::watermarks(&consumer, topic, p, Duration::from_secs(30))?;
                 ends.insert((topic.clone(), p), high);
             }
         }

@@ -50,6 +50,30 @@ async fn provisions_every_topic_of_every_case_study_idempotently() {
         }
     }
 
+    // What the broker itself says about the topics: retention and cleanup as specified. (The
+    // embedded mock cluster creates topics through its own API and keeps no topic configs.)
+    if kafka.kafka().embedded_broker().is_none() {
+        let admin: AdminClient<DefaultClientContext> =
+            kafka.kafka().client_config().create().unwrap();
+        let names: Vec<String> = specs.iter().map(|s| kafka.kafka().topic(s)).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let described = shared::provision::describe_topic_configs(&admin, &names)
+            .await
+            .unwrap();
+        for (spec, (name, configs)) in specs.iter().zip(&described) {
+            assert_eq!(
+                configs.get("cleanup.policy").map(String::as_str),
+                Some(spec.cleanup.as_config()),
+                "{name}"
+            );
+            assert_eq!(
+                configs.get("retention.ms"),
+                Some(&spec.retention.as_ms().to_string()),
+                "{name}"
+            );
+        }
+    }
+
     let second = kafka.provision(&specs).await.unwrap();
     assert!(
         second.created.is_empty(),
