@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::changelog::{self, BATCH_HEADER, Change, Entry, MARKER_KEY, Marker, StoreReplay};
 use super::context::{Output, ProcessorContext, RecordMeta};
+use super::guarantee::{self, Guarantee};
 use super::instances::{self, Announcement, Directory, Route};
 use super::metrics::StreamsStats;
 use super::state::{Checkpoint, Overlay, StateDb};
@@ -82,6 +83,9 @@ pub struct StreamsConfig {
     /// Internal repartition topics (full names, see [`StreamsConfig::repartition`]): created
     /// with the inputs' partition count. Add them to `inputs` to consume them.
     pub repartitions: Vec<String>,
+    /// At-least-once with exact state (default) or exactly-once through Kafka transactions
+    /// (see [`super::guarantee`]); `PROCESSING_GUARANTEE` overrides it for every application.
+    pub guarantee: Guarantee,
 }
 
 impl StreamsConfig {
@@ -103,6 +107,7 @@ impl StreamsConfig {
             endpoint: None,
             global_tables: Vec::new(),
             repartitions: Vec::new(),
+            guarantee: Guarantee::AtLeastOnce,
         }
     }
 
@@ -318,10 +323,21 @@ pub async fn provision_internal_topics(
 /// Provisions the internal topics and starts the stream thread.
 pub async fn start<P: Processor>(
     kafka: &Kafka,
-    config: StreamsConfig,
+    mut config: StreamsConfig,
     processor: P,
     shutdown: CancellationToken,
 ) -> anyhow::Result<StreamsHandle> {
+    if let Some(guarantee) = Guarantee::from_env()? {
+        config.guarantee = guarantee;
+    }
+    if config.guarantee == Guarantee::ExactlyOnce && kafka.is_embedded() {
+        bail!(
+            "{}: processing guarantee exactly_once_v2 needs a broker that runs transactions; the \
+             embedded mock cluster does not hide aborted transactions. Use at_least_once (the \
+             default, exact state on any broker) or set KAFKA_BOOTSTRAP_SERVERS",
+            config.application_id
+        );
+    }
     let input_partitions = provision_internal_topics(kafka, &config).await?;
     let stats = Arc::new(StreamsStats::new(&config.application_id));
     let reader = StoreReader {
@@ -498,6 +514,9 @@ impl Runtime {
         // `KAFKA_*` variables override the runtime's tuning, `consumer_properties` override both.
         let mut consumer_config = kafka.group_consumer_config(&config.application_id, &[]);
         kafka.apply_defaults(&mut consumer_config, CONSUMER_TUNING);
+        // librdkafka's default, stated: inputs and changelogs are read without the records of
+        // aborted transactions (exactly_once_v2 depends on it).
+        consumer_config.set("isolation.level", "read_committed");
         for (name, value) in &config.consumer_properties {
             consumer_config.set(name, value);
         }
@@ -514,14 +533,28 @@ impl Runtime {
         let restorer: BaseConsumer = restorer
             .set("group.id", format!("{}-restore", config.application_id))
             .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
             .set("fetch.max.bytes", "67108864")
             .set("max.partition.fetch.bytes", "16777216")
             .create()?;
-        let producer: BaseProducer<AckContext> = kafka
-            .producer_config()
-            // A commit queues all its records before flushing: nothing to gain from waiting.
-            .set("linger.ms", "0")
-            .create_with_context(AckContext::default())?;
+        let mut producer_config = kafka.producer_config();
+        // A commit queues all its records before flushing: nothing to gain from waiting.
+        producer_config.set("linger.ms", "0");
+        if config.guarantee == Guarantee::ExactlyOnce {
+            let id = guarantee::transactional_id(&config.application_id, &config.state_dir)?;
+            producer_config.set("transactional.id", &id).set(
+                "transaction.timeout.ms",
+                guarantee::TRANSACTION_TIMEOUT.as_millis().to_string(),
+            );
+        }
+        let producer: BaseProducer<AckContext> =
+            producer_config.create_with_context(AckContext::default())?;
+        if config.guarantee == Guarantee::ExactlyOnce {
+            // Aborts whatever this instance left open before a crash, and fences its zombie.
+            producer
+                .init_transactions(FLUSH_TIMEOUT)
+                .context("cannot initialise the transactional producer")?;
+        }
         let announcements: BaseConsumer = kafka
             .client_config()
             .set("group.id", format!("{}-instances", config.application_id))
@@ -633,7 +666,9 @@ impl Runtime {
                     offsets.add_partition_offset(topic, task.partition, Offset::Offset(*offset));
             }
         }
+        // Under exactly_once_v2 they were committed in the batches' transactions.
         if offsets.count() > 0
+            && self.config.guarantee == Guarantee::AtLeastOnce
             && let Err(err) = self.consumer.commit(&offsets, CommitMode::Sync)
         {
             tracing::warn!(app = %self.config.application_id, %err, "final offset commit failed");
@@ -643,7 +678,12 @@ impl Runtime {
         if let Some(Ok(thread)) = lag_thread {
             let _ = thread.join();
         }
-        tracing::info!(app = %self.config.application_id, "stream thread stopped");
+        match &result {
+            Ok(()) => tracing::info!(app = %self.config.application_id, "stream thread stopped"),
+            Err(err) => {
+                tracing::error!(app = %self.config.application_id, err = format!("{err:#}"), "stream thread failed")
+            }
+        }
         result
     }
 
@@ -894,8 +934,76 @@ impl Runtime {
         if dirty.is_empty() {
             return Ok(());
         }
+        let transactional = self.config.guarantee == Guarantee::ExactlyOnce;
+        if transactional {
+            self.producer
+                .begin_transaction()
+                .context("cannot begin a transaction")?;
+        }
+        let marker_offsets = match self.produce_batch(&dirty) {
+            Ok(offsets) => offsets,
+            Err(err) if transactional => return self.abort_batch(&dirty, err),
+            Err(err) => return Err(err),
+        };
+        if transactional {
+            // 4 before 3: the input offsets commit with the outputs; state is written locally only
+            // once the transaction committed (a crash in between: restore replays the markers).
+            let committed = self
+                .consumer
+                .group_metadata()
+                .context("no consumer group metadata")
+                .and_then(|group| {
+                    self.producer
+                        .send_offsets_to_transaction(
+                            &self.input_offsets(&dirty)?,
+                            &group,
+                            FLUSH_TIMEOUT,
+                        )
+                        .context("cannot add the input offsets to the transaction")
+                })
+                .and_then(|()| {
+                    self.producer
+                        .commit_transaction(FLUSH_TIMEOUT)
+                        .context("cannot commit the transaction")
+                });
+            if let Err(err) = committed {
+                return self.abort_batch(&dirty, err);
+            }
+        }
+
+        // 3. State and checkpoint, atomically.
+        let offsets = self.input_offsets(&dirty)?;
+        self.write_state(&dirty, &marker_offsets.0, &marker_offsets.1)?;
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+
+        // 4. Input offsets (async: a lost commit only means records are skipped on reprocessing).
+        if !transactional && let Err(err) = self.consumer.commit(&offsets, CommitMode::Async) {
+            tracing::warn!(app = %self.config.application_id, %err, "offset commit failed");
+        }
+        Ok(())
+    }
+
+    /// The next input offset of every dirty task, to commit.
+    fn input_offsets(&self, dirty: &[i32]) -> anyhow::Result<TopicPartitionList> {
+        let mut offsets = TopicPartitionList::new();
+        for partition in dirty {
+            for (topic, offset) in &self.tasks[partition].next_offsets {
+                offsets.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+            }
+        }
+        Ok(offsets)
+    }
+
+    /// Steps 1 and 2 of the commit: every dirty task's outputs and changelog records, all
+    /// acknowledged, then a marker to every store's changelog. Returns the marker slots
+    /// `(partition, store)` and the offset each marker got.
+    #[allow(clippy::type_complexity)]
+    fn produce_batch(
+        &mut self,
+        dirty: &[i32],
+    ) -> anyhow::Result<(Vec<(i32, String)>, HashMap<usize, i64>)> {
         // 1. Outputs and changelog records, all acknowledged.
-        for partition in &dirty {
+        for partition in dirty {
             let task = &self.tasks[partition];
             let batch = format!("{}:{}", task.epoch, task.checkpoint.seq + 1);
             for output in &task.outputs {
@@ -947,7 +1055,7 @@ impl Runtime {
             .expect("markers lock")
             .clear();
         let mut slots = Vec::new();
-        for partition in &dirty {
+        for partition in dirty {
             let task = &self.tasks[partition];
             let marker = Marker {
                 batch: format!("{}:{}", task.epoch, task.checkpoint.seq + 1),
@@ -976,10 +1084,17 @@ impl Runtime {
                 .lock()
                 .expect("markers lock"),
         );
+        Ok((slots, marker_offsets))
+    }
 
-        // 3. State and checkpoint, atomically.
-        let mut offsets = TopicPartitionList::new();
-        for partition in &dirty {
+    /// Step 3 of the commit: each dirty task's state and checkpoint in one RocksDB write batch.
+    fn write_state(
+        &mut self,
+        dirty: &[i32],
+        slots: &[(i32, String)],
+        marker_offsets: &HashMap<usize, i64>,
+    ) -> anyhow::Result<()> {
+        for partition in dirty {
             let task = self.tasks.get_mut(partition).expect("dirty task");
             let mut checkpoint = Checkpoint {
                 batch: format!("{}:{}", task.epoch, task.checkpoint.seq + 1),
@@ -1006,16 +1121,52 @@ impl Runtime {
             task.outputs.clear();
             task.checkpoint = checkpoint;
             task.dirty = false;
-            for (topic, offset) in &task.next_offsets {
-                offsets.add_partition_offset(topic, task.partition, Offset::Offset(*offset))?;
+        }
+        Ok(())
+    }
+
+    /// A transaction failed: abort it and forget the batch. The dirty tasks close without
+    /// writing their state; the consumer goes back to their checkpoints, and the tasks reopen
+    /// (and catch up from their changelogs, which never show aborted records) in the next loop.
+    /// A fatal error — this instance was fenced by a newer one with its transactional id —
+    /// stops the stream thread.
+    fn abort_batch(&mut self, dirty: &[i32], err: anyhow::Error) -> anyhow::Result<()> {
+        let fatal = err.chain().any(|cause| {
+            matches!(
+                cause.downcast_ref::<KafkaError>(),
+                Some(KafkaError::Transaction(e)) if e.is_fatal()
+            )
+        });
+        if fatal {
+            return Err(err.context("the transactional producer failed for good (fenced?)"));
+        }
+        tracing::warn!(app = %self.config.application_id, err = format!("{err:#}"), "transaction failed: aborting it and re-processing the batch");
+        self.producer
+            .abort_transaction(FLUSH_TIMEOUT)
+            .context("cannot abort the transaction")?;
+        let _ = std::mem::take(&mut *self.producer.context().errors.lock().expect("errors lock"));
+        let mut rewind = TopicPartitionList::new();
+        for partition in dirty {
+            let Some(task) = self.tasks.remove(partition) else {
+                continue;
+            };
+            self.reader
+                .tasks
+                .write()
+                .expect("tasks lock")
+                .remove(partition);
+            for topic in &self.config.inputs {
+                let offset = task
+                    .checkpoint
+                    .offsets
+                    .get(topic)
+                    .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+                rewind.add_partition_offset(topic, *partition, offset)?;
             }
         }
-        self.stats.batches.fetch_add(1, Ordering::Relaxed);
-
-        // 4. Input offsets (async: a lost commit only means records are skipped on reprocessing).
-        if let Err(err) = self.consumer.commit(&offsets, CommitMode::Async) {
-            tracing::warn!(app = %self.config.application_id, %err, "offset commit failed");
-        }
+        self.consumer
+            .seek_partitions(rewind, Duration::from_secs(10))
+            .context("cannot rewind the consumer after an aborted transaction")?;
         Ok(())
     }
 
@@ -1255,9 +1406,9 @@ fn read_changelogs(
     let mut index: HashMap<(&str, i32), usize> = HashMap::new();
     for (i, source) in sources.iter().enumerate() {
         let (topic, partition) = (source.topic.as_str(), source.partition);
-        let (low, high) = restorer
-            .fetch_watermarks(topic, partition, Duration::from_secs(10))
-            .with_context(|| format!("offsets of changelog {topic}[{partition}]"))?;
+        let (low, high) =
+            crate::kafka::watermarks(restorer, topic, partition, Duration::from_secs(30))
+                .with_context(|| format!("offsets of changelog {topic}[{partition}]"))?;
         let start = source.start.max(low);
         let done = start >= high;
         if !done {

@@ -9,6 +9,7 @@
 //! | [`changelog`] | changelog topics, batch markers, and restore                           |
 //! | [`count`]     | `CountByKey`: records per key, the reference stateful processor         |
 //! | [`global`]    | global tables: a whole small topic on every instance                    |
+//! | [`guarantee`] | at-least-once (default) or exactly-once through Kafka transactions      |
 //! | [`instances`] | who owns which partition: routing interactive queries across instances  |
 //! | [`window`]    | tumbling/hopping windows, grace, retention                              |
 //! | [`windowed`]  | windowed aggregation on a store: emit on update or on close, retention  |
@@ -20,6 +21,7 @@ pub mod changelog;
 pub mod context;
 pub mod count;
 pub mod global;
+pub mod guarantee;
 pub mod instances;
 pub mod metrics;
 pub mod state;
@@ -29,5 +31,6 @@ pub mod windowed;
 
 pub use app::{Processor, StoreReader, StreamsConfig, StreamsHandle, start};
 pub use context::ProcessorContext;
+pub use guarantee::Guarantee;
 pub use instances::Route;
 pub use window::{Window, Windows};

@@ -14,6 +14,9 @@ struct Args {
     prefix: String,
     #[arg(long)]
     state_dir: PathBuf,
+    /// `at_least_once` or `exactly_once_v2`.
+    #[arg(long, default_value = "at_least_once")]
+    guarantee: shared::streams::Guarantee,
 }
 
 #[tokio::main]
@@ -22,12 +25,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let kafka = Kafka::external(&args.bootstrap, &args.prefix, Vec::new());
     let shutdown = shared::shutdown::on_signal();
-    let handle = shared::streams::start(
-        &kafka,
-        counter_config(&kafka, &args.state_dir),
-        tests::counter(&kafka),
-        shutdown,
-    )
-    .await?;
+    let mut config = counter_config(&kafka, &args.state_dir);
+    config.guarantee = args.guarantee;
+    let handle = shared::streams::start(&kafka, config, tests::counter(&kafka), shutdown).await?;
     handle.join().await
 }
