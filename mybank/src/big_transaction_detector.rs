@@ -223,17 +223,14 @@ pub fn config(kafka: &Kafka) -> StreamsConfig {
     config.repartition("by-user");
     config.batch_linger = Duration::from_millis(1);
     config.batch_size = 500;
-    // An alert should not wait for an idle fetch to expire: librdkafka's default lets the broker
-    // hold an empty fetch for 500 ms, which some brokers (the embedded mock cluster) do even
-    // when records arrive meanwhile. 5 ms costs a few more fetch requests when idle.
-    config
-        .consumer_properties
-        .push(("fetch.wait.max.ms".into(), LOW_LATENCY_FETCH_WAIT_MS.into()));
+    // An alert should not wait for an idle fetch to expire.
+    config.consumer_properties.extend(
+        shared::kafka::LOW_LATENCY_CONSUMER
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     config
 }
-
-/// `fetch.wait.max.ms` of the consumers on the alert path (detector, notification service).
-pub const LOW_LATENCY_FETCH_WAIT_MS: &str = "5";
 
 /// Starts the detector.
 pub async fn start(

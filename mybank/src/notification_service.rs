@@ -150,10 +150,8 @@ impl NotificationService {
             kafka,
             ConsumerOptions::new(group, [kafka.topic(&USER_ALERTS)])
                 .batch_size(100)
-                .property(
-                    "fetch.wait.max.ms",
-                    crate::big_transaction_detector::LOW_LATENCY_FETCH_WAIT_MS,
-                ),
+                // An alert should not wait for an idle fetch to expire.
+                .properties(shared::kafka::LOW_LATENCY_CONSUMER),
         )?;
         tracing::info!(database = db.kind(), mail = %mailer.describe(), "notification service started");
         let service = Arc::new(NotificationService {

@@ -153,6 +153,14 @@ impl ConsumerOptions {
         self.properties.push((key.to_owned(), value.to_owned()));
         self
     }
+
+    /// Every property of a profile, e.g. [`crate::kafka::LOW_LATENCY_CONSUMER`].
+    pub fn properties(mut self, profile: &[(&str, &str)]) -> Self {
+        for (key, value) in profile {
+            self = self.property(key, value);
+        }
+        self
+    }
 }
 
 /// Live counters of one consumer loop (also exported as Prometheus counters).

@@ -35,24 +35,7 @@ pub async fn spawn(kafka: &TestKafka, services: &[Service], state: &Path, analyt
     .unwrap()
 }
 
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-pub async fn get(client: &reqwest::Client, url: &str) -> (StatusCode, Value) {
-    let response = client.get(url).send().await.unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-pub async fn post(client: &reqwest::Client, url: &str, body: &Value) -> (StatusCode, Value) {
-    let response = client.post(url).json(body).send().await.unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
+pub use shared::testkit::http::{client, get, post};
 
 /// Posts a position and insists it is accepted.
 pub async fn report(client: &reqwest::Client, app: &App, body: Value) -> Value {

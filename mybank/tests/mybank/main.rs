@@ -103,15 +103,7 @@ impl Bank {
         .unwrap();
         if services.contains(&Service::AppThresholdService) {
             let url = format!("{}/v1/users/probe/alert-threshold", app.url());
-            eventually(
-                Duration::from_secs(30),
-                "the threshold service's partitions",
-                || async {
-                    let (status, _) = send(client().get(&url)).await;
-                    (status != StatusCode::SERVICE_UNAVAILABLE).then_some(())
-                },
-            )
-            .await;
+            shared::testkit::http::until_served(&url, Duration::from_secs(30)).await;
         }
         app
     }
@@ -140,18 +132,7 @@ impl Bank {
     }
 }
 
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-pub async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
+pub use shared::testkit::http::{client, send};
 
 /// Sets a EUR threshold and waits until the service's view shows it; returns the event.
 pub async fn set_threshold(app: &App, user: &str, amount: &str) -> Value {

@@ -14,6 +14,7 @@
 
 pub mod apache;
 mod containers;
+pub mod http;
 mod tansu;
 
 use std::sync::Arc;
