@@ -6,11 +6,21 @@
 //! tombstone when it stops. Every instance reads the topic, so any of them can tell where a key
 //! lives: the key's partition is computed with the producers' partitioner (librdkafka's default,
 //! `consistent_random`: CRC-32 of the key modulo the partition count).
+//!
+//! The stream thread does both: `announce` when its tasks change, `read_announcements` once per
+//! batch into the [`Directory`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
+use rdkafka::Message;
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::producer::{BaseProducer, BaseRecord};
 use serde::{Deserialize, Serialize};
+
+use super::commit::{AckContext, send};
+use super::processor::StreamsConfig;
 
 /// The instances topic of an (already prefixed) application id.
 pub fn instances_topic(application_id: &str) -> String {
@@ -83,6 +93,51 @@ impl Directory {
             .collect();
         all.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
         all
+    }
+}
+
+/// Tells every instance which partitions this one serves (`None`: none any more).
+pub(super) fn announce(
+    producer: &BaseProducer<AckContext>,
+    config: &StreamsConfig,
+    instance_id: &str,
+    partitions: Option<Vec<i32>>,
+) -> anyhow::Result<()> {
+    let topic = instances_topic(&config.application_id);
+    let payload = match (partitions, &config.endpoint) {
+        (Some(partitions), Some(endpoint)) => Some(serde_json::to_vec(&Announcement {
+            endpoint: endpoint.clone(),
+            partitions,
+            announced_ms: chrono::Utc::now().timestamp_millis(),
+        })?),
+        _ => None,
+    };
+    let mut record =
+        BaseRecord::<[u8], [u8], usize>::with_opaque_to(&topic, 0).key(instance_id.as_bytes());
+    if let Some(payload) = &payload {
+        record = record.payload(payload.as_slice());
+    }
+    send(producer, record)
+}
+
+/// Applies the announcements that arrived since the last look (never blocks).
+pub(super) fn read_announcements(announcements: &BaseConsumer, directory: &Directory) {
+    while let Some(result) = announcements.poll(Duration::ZERO) {
+        match result {
+            Ok(message) => {
+                let Some(id) = message
+                    .key()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                else {
+                    continue;
+                };
+                let announcement = message
+                    .payload()
+                    .and_then(|p| serde_json::from_slice(p).ok());
+                directory.apply(id, announcement);
+            }
+            Err(err) => tracing::debug!(%err, "instances topic"),
+        }
     }
 }
 

@@ -1,0 +1,102 @@
+//! What an application is: its user code ([`Processor`]) and its configuration
+//! ([`StreamsConfig`]: inputs, stores, internal topics, guarantee).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::changelog;
+use super::context::ProcessorContext;
+use super::guarantee::Guarantee;
+use crate::consumer::HandlerError;
+use crate::kafka::Kafka;
+
+/// User code of a streams application.
+pub trait Processor: Send + 'static {
+    /// The input records' value type (JSON). Undecodable records go to `<topic>.dlq`.
+    type Input: DeserializeOwned;
+
+    /// Handles one record. Writes and emits are committed with the batch; on `Err` they are
+    /// undone (`Permanent` → dead-letter the record, `Transient` → retry it with backoff).
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_>,
+        key: Option<&str>,
+        value: Self::Input,
+    ) -> Result<(), HandlerError>;
+
+    /// Called every `punctuate_every` (wall clock) for each open task.
+    fn punctuate(&mut self, _ctx: &mut ProcessorContext<'_>) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+/// What a streams application is.
+#[derive(Debug, Clone)]
+pub struct StreamsConfig {
+    /// Names the consumer group, the state directory and the internal topics (prefixed).
+    pub application_id: String,
+    /// Input topics (full names), co-partitioned.
+    pub inputs: Vec<String>,
+    /// State store names.
+    pub stores: Vec<String>,
+    /// Where task databases live: `<state_dir>/<partition>/`.
+    pub state_dir: PathBuf,
+    pub batch_size: usize,
+    pub batch_linger: Duration,
+    pub punctuate_every: Option<Duration>,
+    /// Extra consumer properties (e.g. `session.timeout.ms`); they override the runtime's
+    /// `fetch.wait.max.ms=10`.
+    pub consumer_properties: Vec<(String, String)>,
+    /// This instance's HTTP endpoint (`http://host:port`), announced to the other instances so
+    /// queries for keys it owns reach it (Kafka Streams' `application.server`).
+    pub endpoint: Option<String>,
+    /// Global tables: `(topic, store)` pairs, each materialized in full on every instance
+    /// (read them with `ProcessorContext::global_get`).
+    pub global_tables: Vec<(String, String)>,
+    /// Internal repartition topics (full names, see [`StreamsConfig::repartition`]): created
+    /// with the inputs' partition count. Add them to `inputs` to consume them.
+    pub repartitions: Vec<String>,
+    /// At-least-once with exact state (default) or exactly-once through Kafka transactions
+    /// (see [`super::guarantee`]); `PROCESSING_GUARANTEE` overrides it for every application.
+    pub guarantee: Guarantee,
+}
+
+impl StreamsConfig {
+    /// `application_id` is prefixed with the cluster handle's topic prefix; the state directory
+    /// defaults to `$STATE_DIR/<prefixed id>` (`STATE_DIR` defaults to `./state`).
+    pub fn new(kafka: &Kafka, application_id: &str, inputs: Vec<String>, stores: &[&str]) -> Self {
+        let application_id = format!("{}{application_id}", kafka.prefix());
+        let root =
+            std::env::var_os("STATE_DIR").map_or_else(|| PathBuf::from("state"), PathBuf::from);
+        StreamsConfig {
+            state_dir: root.join(&application_id),
+            application_id,
+            inputs,
+            stores: stores.iter().map(|s| (*s).to_owned()).collect(),
+            batch_size: 5000,
+            batch_linger: Duration::from_millis(20),
+            punctuate_every: None,
+            consumer_properties: Vec::new(),
+            endpoint: None,
+            global_tables: Vec::new(),
+            repartitions: Vec::new(),
+            guarantee: Guarantee::AtLeastOnce,
+        }
+    }
+
+    /// Declares an internal repartition topic `<app id>-<name>-repartition` and consumes it:
+    /// emit records to it under a new key to re-key a stream (e.g. by the join key), and they
+    /// come back to the task that owns that key. Returns its name.
+    pub fn repartition(&mut self, name: &str) -> String {
+        let topic = format!("{}-{name}-repartition", self.application_id);
+        self.repartitions.push(topic.clone());
+        self.inputs.push(topic.clone());
+        topic
+    }
+
+    pub fn changelog(&self, store: &str) -> String {
+        changelog::changelog_topic(&self.application_id, store)
+    }
+}
