@@ -9,7 +9,7 @@
 //! | [`money`]                      | amounts in minor units, ISO 4217 currencies                  |
 //! | [`database`]                   | the bank's existing database (SQLite or PostgreSQL, sqlx)    |
 //! | [`core_banking`]               | the bank's existing system, simulated: inserts transactions  |
-//! | [`source_connector`]           | DB → `bank_transactions`, JDBC-source style, exactly once    |
+//! | [`source_connector`]`/`        | DB → `bank_transactions`, JDBC-source style, exactly once    |
 //! | [`app_threshold_service`]      | PUT/DELETE thresholds → `user_settings` events               |
 //! | [`big_transaction_detector`]   | transactions ⋈ threshold history → `user_alerts` (streams)   |
 //! | [`notification_service`]       | `user_alerts` → in-app notifications (+ SSE) and e-mail      |
