@@ -65,3 +65,30 @@ pub fn start(
 ) -> anyhow::Result<SinkHandle> {
     analytics::start::<ShowPosition>(kafka, config, shutdown)
 }
+
+/// The analytics sink on the scaffold: Parquet files under `<analytics dir>`; its stats can be
+/// looked up as `SinkStats`.
+pub struct Service;
+
+#[async_trait::async_trait(?Send)]
+impl shared::service::Service<crate::app::Resources> for Service {
+    fn name(&self) -> &'static str {
+        "analytics-sink"
+    }
+    fn about(&self) -> &'static str {
+        "show_position → Parquet files under ANALYTICS_DIR."
+    }
+    async fn start(
+        &self,
+        ctx: &shared::service::Context,
+        resources: &crate::app::Resources,
+    ) -> anyhow::Result<shared::service::Running> {
+        let mut config = config(&ctx.kafka, resources.analytics_dir.clone());
+        config.max_rows = resources.sink_max_rows;
+        config.max_age = resources.sink_max_age;
+        let sink = start(&ctx.kafka, config, ctx.shutdown.clone())?;
+        Ok(shared::service::Running::new()
+            .handle(std::sync::Arc::new(sink.stats.clone()))
+            .on_stop(sink.join()))
+    }
+}

@@ -1,10 +1,8 @@
-//! Running a selection of MovieFlix's services in one process: `movieflix all` runs them all,
-//! `movieflix <service>` one (to scale it out alone), tests and the demo spawn them here.
-//!
-//! One HTTP listener serves every selected service's routes, the catalog, `/openapi.json` and
-//! the ops endpoints (`/healthz`, `/readyz`, `/metrics`).
+//! MovieFlix on the service scaffold ([`shared::service`]): its services in start order, what
+//! they share, its own commands (`simulate`, `demo`), and the routes and API every MovieFlix
+//! process serves (the catalog, `/openapi.json`). `main.rs` is `cli::main::<MovieFlix>()`;
+//! tests and the demo start services with [`shared::service::cli::start`], the same way.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,10 +11,10 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use serde::Deserialize;
-use shared::Kafka;
-use shared::analytics::SinkHandle;
-use shared::http::{ApiError, Json, Readiness};
-use shared::streams::StreamsHandle;
+use shared::http::{ApiError, Json};
+use shared::service::CaseStudy;
+use shared::service::cli::{CaseStudyCli, Dirs};
+use shared::{Kafka, KafkaArgs};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
@@ -26,195 +24,92 @@ use crate::{
     video_position_service,
 };
 
-/// The boxes of the architecture slide that run as services.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Service {
-    VideoPositionService,
-    ResumingService,
-    RecommendationEngine,
-    RecommendationsService,
-    AnalyticsSink,
-}
+/// MovieFlix, as the scaffold runs it.
+pub struct MovieFlix;
 
-impl Service {
-    pub const ALL: &[Service] = &[
-        Service::VideoPositionService,
-        Service::ResumingService,
-        Service::RecommendationEngine,
-        Service::RecommendationsService,
-        Service::AnalyticsSink,
-    ];
-}
-
-/// Where services keep things and listen.
-pub struct Options {
-    pub listener: tokio::net::TcpListener,
-    /// This process's URL as other instances reach it (interactive-query redirects).
-    pub advertised_url: Option<String>,
-    /// Streams state: `<state_dir>/<application id>/`.
-    pub state_dir: PathBuf,
+/// What MovieFlix's services share in one process.
+pub struct Resources {
+    pub catalog: Arc<Catalog>,
     /// The analytics store (Parquet files).
     pub analytics_dir: PathBuf,
     pub sink_max_rows: usize,
     pub sink_max_age: Duration,
 }
 
-/// Running services; [`App::stop`] shuts them down in order.
-pub struct App {
-    pub address: SocketAddr,
-    pub shutdown: CancellationToken,
-    pub catalog: Arc<Catalog>,
-    pub video: Option<Arc<video_position_service::VideoPositionService>>,
-    pub resuming: Option<Arc<resuming_service::ResumingService>>,
-    pub engine: Option<StreamsHandle>,
-    pub recommendations: Option<Arc<recommendations_service::RecommendationsService>>,
-    pub sink: Option<SinkHandle>,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+/// MovieFlix's options of every serving subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// The analytics store. Default: <data dir>/analytics.
+    #[arg(long, env = "ANALYTICS_DIR")]
+    pub analytics_dir: Option<PathBuf>,
+    /// Close a Parquet file at this many rows…
+    #[arg(long, env = "SINK_MAX_ROWS", default_value_t = 50_000)]
+    pub sink_max_rows: usize,
+    /// …or at this age.
+    #[arg(long, env = "SINK_MAX_AGE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub sink_max_age: Duration,
 }
 
-impl App {
-    /// Provisions MovieFlix's topics (idempotent), starts `services`, serves HTTP.
-    pub async fn spawn(
-        kafka: &Kafka,
-        services: &[Service],
-        options: Options,
-    ) -> anyhow::Result<App> {
-        shared::provision(kafka, topics::ALL).await?;
-        let shutdown = CancellationToken::new();
-        let catalog = Catalog::shared();
-        let address = options.listener.local_addr()?;
-        let endpoint = Some(
-            options
-                .advertised_url
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            analytics_dir: None,
+            sink_max_rows: 50_000,
+            sink_max_age: Duration::from_secs(10),
+        }
+    }
+}
+
+impl CaseStudyCli for MovieFlix {
+    type Resources = Resources;
+    type Options = Options;
+    type Command = crate::commands::Command;
+    const ABOUT: &'static str =
+        "MovieFlix: resume playback, real-time recommendations, an analytics store";
+
+    fn case_study() -> CaseStudy<Resources> {
+        CaseStudy {
+            name: "movieflix",
+            topics: topics::ALL,
+            services: vec![
+                Box::new(video_position_service::Service),
+                Box::new(resuming_service::Service),
+                Box::new(recommendation_engine::Service),
+                Box::new(recommendations_service::Service),
+                Box::new(analytics_sink::Service),
+            ],
+            routes: catalog_routes,
+            openapi: ApiDoc::openapi,
+        }
+    }
+
+    async fn resources(_: &Kafka, dirs: &Dirs, options: &Options) -> anyhow::Result<Resources> {
+        Ok(Resources {
+            catalog: Catalog::shared(),
+            analytics_dir: options
+                .analytics_dir
                 .clone()
-                .unwrap_or_else(|| format!("http://{address}")),
-        );
-        let state_dir = |config: &mut shared::streams::StreamsConfig| {
-            config.state_dir = options.state_dir.join(&config.application_id);
-        };
-        let mut router = Router::new()
-            .route("/v1/shows", get(list_shows))
-            .route("/v1/shows/{show}", get(get_show))
-            .with_state(Arc::clone(&catalog))
-            .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
-            .merge(shared::http::ops_router(Readiness::new(kafka)?));
-
-        let video = if services.contains(&Service::VideoPositionService) {
-            let service = Arc::new(video_position_service::VideoPositionService::new(
-                kafka,
-                Arc::clone(&catalog),
-            )?);
-            router = router.merge(Arc::clone(&service).router());
-            Some(service)
-        } else {
-            None
-        };
-        let resuming = if services.contains(&Service::ResumingService) {
-            let mut config = resuming_service::config(kafka, endpoint.clone());
-            state_dir(&mut config);
-            let service = Arc::new(
-                resuming_service::ResumingService::start(
-                    kafka,
-                    config,
-                    Arc::clone(&catalog),
-                    shutdown.clone(),
-                )
-                .await?,
-            );
-            router = router.merge(Arc::clone(&service).router());
-            Some(service)
-        } else {
-            None
-        };
-        let engine = if services.contains(&Service::RecommendationEngine) {
-            let mut config = recommendation_engine::config(kafka);
-            state_dir(&mut config);
-            Some(
-                recommendation_engine::start(kafka, config, Arc::clone(&catalog), shutdown.clone())
-                    .await?,
-            )
-        } else {
-            None
-        };
-        let recommendations = if services.contains(&Service::RecommendationsService) {
-            let mut config = recommendations_service::config(kafka, endpoint.clone());
-            state_dir(&mut config);
-            let service = Arc::new(
-                recommendations_service::RecommendationsService::start(
-                    kafka,
-                    config,
-                    shutdown.clone(),
-                )
-                .await?,
-            );
-            router = router.merge(Arc::clone(&service).router());
-            Some(service)
-        } else {
-            None
-        };
-        let sink = if services.contains(&Service::AnalyticsSink) {
-            let mut config = analytics_sink::config(kafka, options.analytics_dir.clone());
-            config.max_rows = options.sink_max_rows;
-            config.max_age = options.sink_max_age;
-            Some(analytics_sink::start(kafka, config, shutdown.clone())?)
-        } else {
-            None
-        };
-
-        let server = tokio::spawn(shared::http::serve(
-            options.listener,
-            shared::http::finish(router),
-            shutdown.clone(),
-        ));
-        tracing::info!(%address, ?services, "movieflix running");
-        Ok(App {
-            address,
-            shutdown,
-            catalog,
-            video,
-            resuming,
-            engine,
-            recommendations,
-            sink,
-            server,
+                .unwrap_or_else(|| dirs.data.join("analytics")),
+            sink_max_rows: options.sink_max_rows,
+            sink_max_age: options.sink_max_age,
         })
     }
 
-    pub fn url(&self) -> String {
-        format!("http://{}", self.address)
-    }
-
-    /// Stops accepting requests, flushes accepted positions, stops every processor (each
-    /// commits what it processed), and waits for all of them.
-    pub async fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        self.server.await??;
-        if let Some(video) = &self.video {
-            video.flush();
-        }
-        let mut handles = Vec::new();
-        if let Some(service) = self.resuming {
-            handles.push(unwrap_handle(Arc::into_inner(service).map(|s| s.streams)));
-        }
-        if let Some(service) = self.recommendations {
-            handles.push(unwrap_handle(Arc::into_inner(service).map(|s| s.streams)));
-        }
-        for handle in handles.into_iter().flatten() {
-            handle.join().await?;
-        }
-        if let Some(engine) = self.engine {
-            engine.join().await?;
-        }
-        if let Some(sink) = self.sink {
-            sink.join().await?;
-        }
-        Ok(())
+    async fn command(
+        command: crate::commands::Command,
+        kafka: &KafkaArgs,
+        stop: CancellationToken,
+    ) -> anyhow::Result<()> {
+        crate::commands::run(command, kafka, stop).await
     }
 }
 
-/// The stream thread stops on the token either way; join it when no request holds it.
-fn unwrap_handle(streams: Option<Arc<StreamsHandle>>) -> Option<StreamsHandle> {
-    streams.and_then(Arc::into_inner)
+/// The catalog, served by every MovieFlix process.
+fn catalog_routes(resources: &Resources) -> Router {
+    Router::new()
+        .route("/v1/shows", get(list_shows))
+        .route("/v1/shows/{show}", get(get_show))
+        .with_state(Arc::clone(&resources.catalog))
 }
 
 #[derive(Debug, Deserialize)]

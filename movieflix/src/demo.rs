@@ -8,18 +8,26 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
-use crate::resuming_service::ResumePoint;
+use shared::analytics::SinkStats;
+use shared::service::Process;
+
+use crate::catalog::Catalog;
+use crate::recommendations_service::RecommendationsService;
+use crate::resuming_service::{ResumePoint, ResumingService};
 use crate::simulator::{self, SimulatorStats};
 
 /// Prints a summary every `every` until `shutdown`.
 pub async fn report(
-    app: &App,
+    app: &Process,
     stats: Arc<SimulatorStats>,
     viewers: usize,
     every: Duration,
     shutdown: CancellationToken,
 ) {
+    let catalog = Catalog::shared();
+    let resuming = app.get::<ResumingService>();
+    let recommendations = app.get::<RecommendationsService>();
+    let sink = app.get::<SinkStats>();
     let started = Instant::now();
     let mut last_sent = 0;
     let mut last_at = Instant::now();
@@ -44,7 +52,7 @@ pub async fn report(
             stats.episodes_finished.load(Ordering::Relaxed),
         )];
         let viewer = simulator::viewer_id(rand::rng().random_range(0..viewers.max(1)));
-        if let Some(resuming) = &app.resuming {
+        if let Some(resuming) = &resuming {
             let partition = resuming.streams.partition_of(viewer.as_bytes());
             let points: Vec<(Vec<u8>, ResumePoint)> = resuming
                 .streams
@@ -56,7 +64,7 @@ pub async fn report(
                 )
                 .unwrap_or_default();
             if let Some((_, point)) = points.iter().max_by_key(|(_, p)| p.at) {
-                let show = app.catalog.get(&point.show_id);
+                let show = catalog.get(&point.show_id);
                 lines.push(format!(
                     "  resume    {viewer} → {} \"{}\" {} at {}:{:02} of {}:{:02}{}",
                     point.show_id,
@@ -71,7 +79,7 @@ pub async fn report(
                 ));
             }
         }
-        if let Some(recommendations) = &app.recommendations {
+        if let Some(recommendations) = &recommendations {
             if let Ok(Some(recs)) = recommendations.local(&viewer) {
                 let items: Vec<String> = recs
                     .items
@@ -89,11 +97,11 @@ pub async fn report(
                 ));
             }
         }
-        if let Some(sink) = &app.sink {
+        if let Some(sink) = &sink {
             lines.push(format!(
                 "  analytics {} rows in {} Parquet files",
-                sink.stats.rows.get(),
-                sink.stats.files.get()
+                sink.rows.get(),
+                sink.files.get()
             ));
         }
         println!("{}", lines.join("\n"));

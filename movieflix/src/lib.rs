@@ -13,7 +13,8 @@
 //! | [`simulator`]                  | video players              | HTTP client                   |
 //!
 //! and around them: [`topics`] (every topic), [`events`] (the records), [`catalog`] (the
-//! shows), [`app`] (running any selection of services in one process), [`demo`].
+//! shows), [`app`] (MovieFlix on the service scaffold: the list of services, what they share,
+//! the catalog routes), [`commands`] (`simulate`, `demo`) and [`demo`] (the demo's summary).
 //!
 //! Data flows one way: player → `POST /v1/positions` → `show_position` → processors →
 //! `recommendations` / stores / files → query APIs.
@@ -21,6 +22,7 @@
 pub mod analytics_sink;
 pub mod app;
 pub mod catalog;
+pub mod commands;
 pub mod demo;
 pub mod events;
 pub mod recommendation_engine;

@@ -371,6 +371,34 @@ pub async fn start(
     streams::start(kafka, config, engine, shutdown).await
 }
 
+/// The recommendation engine on the scaffold: a streams application without routes.
+pub struct Service;
+
+#[async_trait::async_trait(?Send)]
+impl shared::service::Service<crate::app::Resources> for Service {
+    fn name(&self) -> &'static str {
+        "recommendation-engine"
+    }
+    fn about(&self) -> &'static str {
+        "show_position → profiles → recommendations (streams)."
+    }
+    async fn start(
+        &self,
+        ctx: &shared::service::Context,
+        resources: &crate::app::Resources,
+    ) -> anyhow::Result<shared::service::Running> {
+        let config = ctx.state(config(&ctx.kafka));
+        let engine = start(
+            &ctx.kafka,
+            config,
+            Arc::clone(&resources.catalog),
+            ctx.shutdown.clone(),
+        )
+        .await?;
+        Ok(shared::service::Running::new().streams(Arc::new(engine)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

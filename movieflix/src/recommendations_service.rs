@@ -185,3 +185,30 @@ pub async fn recommendations(
         Err(err) => ApiError::internal(err).into_response(),
     }
 }
+
+/// The recommendations service on the scaffold: a streams table plus its query route.
+pub struct Service;
+
+#[async_trait::async_trait(?Send)]
+impl shared::service::Service<crate::app::Resources> for Service {
+    fn name(&self) -> &'static str {
+        "recommendations-service"
+    }
+    fn about(&self) -> &'static str {
+        "recommendations → GET /v1/users/{user}/recommendations."
+    }
+    async fn start(
+        &self,
+        ctx: &shared::service::Context,
+        _: &crate::app::Resources,
+    ) -> anyhow::Result<shared::service::Running> {
+        let config = ctx.state(config(&ctx.kafka, Some(ctx.endpoint.clone())));
+        let service = Arc::new(
+            RecommendationsService::start(&ctx.kafka, config, ctx.shutdown.clone()).await?,
+        );
+        Ok(shared::service::Running::new()
+            .routes(Arc::clone(&service).router())
+            .streams(Arc::clone(&service.streams))
+            .handle(service))
+    }
+}

@@ -262,3 +262,36 @@ pub async fn continue_watching(
     })
     .into_response()
 }
+
+/// The resuming service on the scaffold: a streams application plus its query routes.
+pub struct Service;
+
+#[async_trait::async_trait(?Send)]
+impl shared::service::Service<crate::app::Resources> for Service {
+    fn name(&self) -> &'static str {
+        "resuming-service"
+    }
+    fn about(&self) -> &'static str {
+        "show_position → latest position per viewer and show; GET …/resume/{show}."
+    }
+    async fn start(
+        &self,
+        ctx: &shared::service::Context,
+        resources: &crate::app::Resources,
+    ) -> anyhow::Result<shared::service::Running> {
+        let config = ctx.state(config(&ctx.kafka, Some(ctx.endpoint.clone())));
+        let service = Arc::new(
+            ResumingService::start(
+                &ctx.kafka,
+                config,
+                Arc::clone(&resources.catalog),
+                ctx.shutdown.clone(),
+            )
+            .await?,
+        );
+        Ok(shared::service::Running::new()
+            .routes(Arc::clone(&service).router())
+            .streams(Arc::clone(&service.streams))
+            .handle(service))
+    }
+}

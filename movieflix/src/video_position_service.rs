@@ -117,3 +117,35 @@ pub async fn report_position(
         }),
     ))
 }
+
+/// The video position service on the scaffold: `POST /v1/positions`; flushes what it accepted
+/// when the process stops.
+pub struct Service;
+
+#[async_trait::async_trait(?Send)]
+impl shared::service::Service<crate::app::Resources> for Service {
+    fn name(&self) -> &'static str {
+        "video-position-service"
+    }
+    fn about(&self) -> &'static str {
+        "POST /v1/positions → show_position."
+    }
+    async fn start(
+        &self,
+        ctx: &shared::service::Context,
+        resources: &crate::app::Resources,
+    ) -> anyhow::Result<shared::service::Running> {
+        let service = Arc::new(VideoPositionService::new(
+            &ctx.kafka,
+            Arc::clone(&resources.catalog),
+        )?);
+        let flushed = Arc::clone(&service);
+        Ok(shared::service::Running::new()
+            .routes(Arc::clone(&service).router())
+            .handle(service)
+            .on_stop(async move {
+                flushed.flush();
+                Ok(())
+            }))
+    }
+}

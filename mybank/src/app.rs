@@ -1,50 +1,29 @@
-//! Running a selection of MyBank's services in one process: `mybank all` runs them all,
-//! `mybank <service>` one (to scale it out alone); tests, the demo and the bench spawn them here.
-//!
-//! One HTTP listener serves every selected service's routes, `/openapi.json` and the ops
-//! endpoints (`/healthz`, `/readyz`, `/metrics`).
+//! MyBank on the service scaffold ([`shared::service`]): its services in start order, what
+//! they share (the connector's properties, the databases, where e-mail goes), and its own
+//! commands (`core-banking`, `demo`, `bench`). `main.rs` is `cli::main::<MyBank>()`; tests, the
+//! demo and the bench start services through the same [`start`].
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::Router;
-use axum::routing::get;
-use shared::Kafka;
-use shared::http::{Json, Readiness};
+use shared::service::cli::{CaseStudyCli, Dirs};
+use shared::service::{CaseStudy, Process, ProcessOptions};
 use shared::streams::StreamsHandle;
+use shared::{Kafka, KafkaArgs};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
-use crate::mailer::Mailer;
-use crate::source_connector::{ConnectorConfig, ConnectorStats, SourceConnector};
-use crate::{app_threshold_service, big_transaction_detector, notification_service, topics};
+use crate::source_connector::ConnectorConfig;
+use crate::{
+    app_threshold_service, big_transaction_detector, notification_service, source_connector, topics,
+};
 
-/// The boxes of the architecture slide that run as services.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Service {
-    SourceConnector,
-    AppThresholdService,
-    BigTransactionDetector,
-    NotificationService,
-}
+/// MyBank, as the scaffold runs it.
+pub struct MyBank;
 
-impl Service {
-    pub const ALL: &[Service] = &[
-        Service::SourceConnector,
-        Service::AppThresholdService,
-        Service::BigTransactionDetector,
-        Service::NotificationService,
-    ];
-}
-
-/// Where services keep things and listen.
-pub struct Options {
-    pub listener: tokio::net::TcpListener,
-    /// This process's URL as other instances reach it (interactive-query redirects).
-    pub advertised_url: Option<String>,
-    /// Streams state: `<state_dir>/<application id>/`.
-    pub state_dir: PathBuf,
+/// What MyBank's services share in one process.
+#[derive(Clone)]
+pub struct Resources {
     /// The source connector's properties.
     pub connector: ConnectorConfig,
     /// Overrides the connector's `connection.url` (the bank's database).
@@ -56,152 +35,122 @@ pub struct Options {
     pub outbox: PathBuf,
 }
 
-/// Running services; [`App::stop`] shuts them down in order.
-pub struct App {
-    pub address: SocketAddr,
-    pub shutdown: CancellationToken,
-    pub connector: Option<ConnectorStats>,
-    pub thresholds: Option<Arc<app_threshold_service::AppThresholdService>>,
-    pub detector: Option<StreamsHandle>,
-    pub notifications: Option<Arc<notification_service::NotificationService>>,
-    connector_task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+impl Resources {
+    /// The bank's database: `database_url`, else the connector's `connection.url`.
+    pub fn bank_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| self.connector.connection_url.clone())
+    }
 }
 
-impl App {
-    /// Provisions MyBank's topics (idempotent), starts `services`, serves HTTP.
-    pub async fn spawn(
-        kafka: &Kafka,
-        services: &[Service],
-        options: Options,
-    ) -> anyhow::Result<App> {
-        shared::provision(kafka, topics::ALL).await?;
-        let shutdown = CancellationToken::new();
-        let address = options.listener.local_addr()?;
-        let endpoint = Some(
-            options
-                .advertised_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{address}")),
-        );
-        let state_dir = |config: &mut shared::streams::StreamsConfig| {
-            config.state_dir = options.state_dir.join(&config.application_id);
-        };
-        let mut router = Router::new()
-            .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
-            .merge(shared::http::ops_router(Readiness::new(kafka)?));
+/// MyBank's options of every serving subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// The source connector's properties file.
+    #[arg(
+        long,
+        env = "CONNECTOR_CONFIG",
+        default_value = "mybank/config/transactions-source.properties"
+    )]
+    pub config: PathBuf,
+    /// The bank's database (overrides the connector's connection.url): sqlite:<file> or
+    /// postgres://…; default on the embedded broker or with --data-dir: sqlite:<data dir>/bank.db.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// The notification service's database (default: sqlite:<data dir>/notifications.db).
+    #[arg(long, env = "NOTIFICATIONS_DATABASE_URL")]
+    pub notifications_database_url: Option<String>,
+    /// SMTP server for alert e-mails (smtp://host:port, smtps://user:pass@host); default: .eml
+    /// files in <data dir>/outbox.
+    #[arg(long, env = "SMTP_URL")]
+    pub smtp_url: Option<String>,
+}
 
-        let (connector, connector_task) = if services.contains(&Service::SourceConnector) {
-            let connector = SourceConnector::new(
-                kafka,
-                options.connector.clone(),
-                options.database_url.clone(),
-            )
-            .await?;
-            let stats = connector.stats.clone();
-            let task = tokio::spawn(connector.run(shutdown.clone()));
-            (Some(stats), Some(task))
-        } else {
-            (None, None)
-        };
-        let thresholds = if services.contains(&Service::AppThresholdService) {
-            let mut config = app_threshold_service::config(kafka, endpoint.clone());
-            state_dir(&mut config);
-            let service = Arc::new(
-                app_threshold_service::AppThresholdService::start(kafka, config, shutdown.clone())
-                    .await?,
-            );
-            router = router.merge(Arc::clone(&service).router());
-            Some(service)
-        } else {
-            None
-        };
-        let detector = if services.contains(&Service::BigTransactionDetector) {
-            let mut config = big_transaction_detector::config(kafka);
-            state_dir(&mut config);
-            Some(big_transaction_detector::start(kafka, config, shutdown.clone()).await?)
-        } else {
-            None
-        };
-        let notifications = if services.contains(&Service::NotificationService) {
-            let mailer = Mailer::new(options.smtp_url.as_deref(), options.outbox.clone())?;
-            let service = notification_service::NotificationService::start(
-                kafka,
-                &options.notifications_database_url,
-                mailer,
-                shutdown.clone(),
-            )
-            .await?;
-            router = router.merge(Arc::clone(&service).router());
-            Some(service)
-        } else {
-            None
-        };
+impl CaseStudyCli for MyBank {
+    type Resources = Resources;
+    type Options = Options;
+    type Command = crate::commands::Command;
+    const ABOUT: &'static str =
+        "MyBank: a database source connector, thresholds as events, real-time alerts";
 
-        let server = tokio::spawn(shared::http::serve(
-            options.listener,
-            shared::http::finish(router),
-            shutdown.clone(),
-        ));
-        tracing::info!(%address, ?services, "mybank running");
-        Ok(App {
-            address,
-            shutdown,
+    fn case_study() -> CaseStudy<Resources> {
+        CaseStudy {
+            name: "mybank",
+            topics: topics::ALL,
+            services: vec![
+                Box::new(source_connector::Service),
+                Box::new(app_threshold_service::Service),
+                Box::new(big_transaction_detector::Service),
+                Box::new(notification_service::Service),
+            ],
+            routes: |_| axum::Router::new(),
+            openapi: ApiDoc::openapi,
+        }
+    }
+
+    async fn resources(kafka: &Kafka, dirs: &Dirs, options: &Options) -> anyhow::Result<Resources> {
+        let connector = crate::commands::read_config(&options.config)?;
+        // On the embedded broker, or with a data directory, the bank database lives there too.
+        let database_url = options.database_url.clone().or_else(|| {
+            (kafka.is_embedded() || dirs.data_given)
+                .then(|| format!("sqlite:{}", dirs.data.join("bank.db").display()))
+        });
+        Ok(Resources {
             connector,
-            thresholds,
-            detector,
-            notifications,
-            connector_task,
-            server,
+            database_url,
+            notifications_database_url: options.notifications_database_url.clone().unwrap_or_else(
+                || format!("sqlite:{}", dirs.data.join("notifications.db").display()),
+            ),
+            smtp_url: options.smtp_url.clone(),
+            outbox: dirs.data.join("outbox"),
         })
     }
 
-    pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+    async fn command(
+        command: crate::commands::Command,
+        kafka: &KafkaArgs,
+        stop: CancellationToken,
+    ) -> anyhow::Result<()> {
+        crate::commands::run(command, kafka, stop).await
     }
+}
 
-    /// Waits until this process's streams applications own every partition: for a process
-    /// that is the only instance (the demo, the bench), so its first requests are not answered
-    /// `503` while the consumer groups form.
-    pub async fn owns_all_partitions(&self, timeout: std::time::Duration) -> anyhow::Result<()> {
-        let expected = topics::USER_SETTINGS.partitions as usize;
-        let deadline = tokio::time::Instant::now() + timeout;
-        let owned = |streams: &StreamsHandle| streams.stores.partitions().len() >= expected;
-        while !(self.thresholds.as_ref().is_none_or(|t| owned(&t.streams))
-            && self.detector.as_ref().is_none_or(owned))
-        {
-            anyhow::ensure!(
-                tokio::time::Instant::now() < deadline,
-                "the streams applications did not get their partitions within {timeout:?}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        Ok(())
-    }
+/// Starts the services named (every one when `names` is empty) with `resources`: what tests,
+/// the demo and the bench call, and what the scaffold's CLI runs.
+pub async fn start(
+    kafka: &Kafka,
+    names: &[&str],
+    resources: Resources,
+    options: ProcessOptions,
+) -> anyhow::Result<Process> {
+    let case_study = MyBank::case_study();
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let services = case_study.select(&names)?;
+    Process::start(kafka, &case_study, &services, Arc::new(resources), options).await
+}
 
-    /// Stops accepting requests, flushes published events, stops every processor (each commits
-    /// what it processed), and waits for all of them.
-    pub async fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        self.server.await??;
-        if let Some(task) = self.connector_task {
-            task.await??;
-        }
-        if let Some(service) = self.thresholds {
-            service.flush();
-            if let Some(handle) = Arc::into_inner(service).and_then(|s| Arc::into_inner(s.streams))
-            {
-                handle.join().await?;
-            }
-        }
-        if let Some(detector) = self.detector {
-            detector.join().await?;
-        }
-        if let Some(service) = self.notifications {
-            service.join().await?;
-        }
-        Ok(())
+/// Waits until `process`'s streams applications own every partition: for a process that is the
+/// only instance (the demo, the bench), so its first requests are not answered `503` while the
+/// consumer groups form.
+pub async fn owns_all_partitions(
+    process: &Process,
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    let expected = topics::USER_SETTINGS.partitions as usize;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let streams: Vec<Arc<StreamsHandle>> = process.all::<StreamsHandle>();
+    while !streams
+        .iter()
+        .all(|s| s.stores.partitions().len() >= expected)
+    {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the streams applications did not get their partitions within {timeout:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    Ok(())
 }
 
 /// Sets `user`'s alert threshold through the app threshold service at `base_url`, as the app

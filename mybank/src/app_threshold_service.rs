@@ -312,3 +312,35 @@ pub async fn delete_threshold(
         })
         .await
 }
+
+/// The app threshold service on the scaffold: its routes and its threshold table; flushes what
+/// it published, then joins its stream thread, when the process stops.
+pub struct Service;
+
+#[async_trait::async_trait(?Send)]
+impl shared::service::Service<crate::app::Resources> for Service {
+    fn name(&self) -> &'static str {
+        "app-threshold-service"
+    }
+    fn about(&self) -> &'static str {
+        "PUT/DELETE /v1/users/{user}/alert-threshold → user_settings."
+    }
+    async fn start(
+        &self,
+        ctx: &shared::service::Context,
+        _: &crate::app::Resources,
+    ) -> anyhow::Result<shared::service::Running> {
+        let config = ctx.state(config(&ctx.kafka, Some(ctx.endpoint.clone())));
+        let service =
+            Arc::new(AppThresholdService::start(&ctx.kafka, config, ctx.shutdown.clone()).await?);
+        let flushed = Arc::clone(&service);
+        Ok(shared::service::Running::new()
+            .routes(Arc::clone(&service).router())
+            .on_stop(async move {
+                flushed.flush();
+                Ok(())
+            })
+            .streams(Arc::clone(&service.streams))
+            .handle(service))
+    }
+}

@@ -19,13 +19,14 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use shared::Kafka;
 
-use crate::app::{App, Options, Service};
+use crate::app::Resources;
 use crate::core_banking;
 use crate::database::Database;
 use crate::events::Alert;
 use crate::smtp_server::SmtpServer;
 use crate::source_connector::ConnectorConfig;
 use crate::topics::{BANK_TRANSACTIONS, USER_ALERTS};
+use shared::service::ProcessOptions;
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -72,13 +73,10 @@ pub async fn run(kafka: &Kafka, options: BenchOptions) -> anyhow::Result<()> {
             None
         }
     };
-    let app = App::spawn(
+    let app = crate::app::start(
         kafka,
-        Service::ALL,
-        Options {
-            listener: tokio::net::TcpListener::bind("127.0.0.1:0").await?,
-            advertised_url: None,
-            state_dir: dir.path().join("state"),
+        &[],
+        Resources {
             connector: options.connector.clone(),
             database_url: Some(database_url.clone()),
             notifications_database_url: format!(
@@ -88,12 +86,17 @@ pub async fn run(kafka: &Kafka, options: BenchOptions) -> anyhow::Result<()> {
             smtp_url: smtp.as_ref().map(SmtpServer::url),
             outbox: dir.path().join("outbox"),
         },
+        ProcessOptions {
+            listener: tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+            advertised_url: None,
+            state_dir: dir.path().join("state"),
+            data_dir: dir.path().to_path_buf(),
+        },
     )
     .await?;
 
     // Every user gets a threshold through the app threshold service.
-    app.owns_all_partitions(std::time::Duration::from_secs(60))
-        .await?;
+    crate::app::owns_all_partitions(&app, std::time::Duration::from_secs(60)).await?;
     let http = reqwest::Client::new();
     for i in 0..options.users {
         let (user, _) = core_banking::user(i);

@@ -16,6 +16,7 @@
 //! A record keyed by something other than its user_id (a connector configured with another key)
 //! is re-keyed through the internal repartition topic `…-by-user-repartition` first.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -250,6 +251,33 @@ pub async fn start(
         repartition,
     };
     streams::start(kafka, config, detector, shutdown).await
+}
+
+/// The detector's streams handle, as `Process::get::<DetectorHandle>()` finds it.
+pub struct DetectorHandle(pub Arc<StreamsHandle>);
+
+/// The big-transaction detector on the scaffold: a streams application without routes.
+pub struct Service;
+
+#[async_trait::async_trait(?Send)]
+impl shared::service::Service<crate::app::Resources> for Service {
+    fn name(&self) -> &'static str {
+        "big-transaction-detector"
+    }
+    fn about(&self) -> &'static str {
+        "bank_transactions ⋈ threshold history → user_alerts (streams)."
+    }
+    async fn start(
+        &self,
+        ctx: &shared::service::Context,
+        _: &crate::app::Resources,
+    ) -> anyhow::Result<shared::service::Running> {
+        let config = ctx.state(config(&ctx.kafka));
+        let handle = Arc::new(start(&ctx.kafka, config, ctx.shutdown.clone()).await?);
+        Ok(shared::service::Running::new()
+            .streams(Arc::clone(&handle))
+            .handle(Arc::new(DetectorHandle(handle))))
+    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod app;
 pub mod app_threshold_service;
 pub mod bench;
 pub mod big_transaction_detector;
+pub mod commands;
 pub mod core_banking;
 pub mod database;
 pub mod events;

@@ -354,3 +354,36 @@ pub async fn stream_notifications(
     let stream = futures::StreamExt::take_until(stream, service.shutdown.clone().cancelled_owned());
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
+
+/// The notification service on the scaffold: its routes; commits and stops its consumer loop
+/// when the process stops.
+pub struct Service;
+
+#[async_trait::async_trait(?Send)]
+impl shared::service::Service<crate::app::Resources> for Service {
+    fn name(&self) -> &'static str {
+        "notification-service"
+    }
+    fn about(&self) -> &'static str {
+        "user_alerts → in-app notifications (GET, SSE) and e-mail."
+    }
+    async fn start(
+        &self,
+        ctx: &shared::service::Context,
+        resources: &crate::app::Resources,
+    ) -> anyhow::Result<shared::service::Running> {
+        let mailer = Mailer::new(resources.smtp_url.as_deref(), resources.outbox.clone())?;
+        let service = NotificationService::start(
+            &ctx.kafka,
+            &resources.notifications_database_url,
+            mailer,
+            ctx.shutdown.clone(),
+        )
+        .await?;
+        let joined = Arc::clone(&service);
+        Ok(shared::service::Running::new()
+            .routes(Arc::clone(&service).router())
+            .on_stop(async move { joined.join().await })
+            .handle(service))
+    }
+}

@@ -13,6 +13,7 @@
 //! | [`provision`] | creating missing topics (and their dead-letter topics), idempotently          |
 //! | [`event`]     | the [`Event`] trait: every record is a fact with an id and an event time      |
 //! | [`producer`]  | typed, idempotent publishing with `acks=all` and standard headers             |
+//! | [`service`]   | the service scaffold: services, one process per selection, the whole CLI      |
 //! | [`consumer`]  | the consumer loop: decode, handle, commit after (or before) processing        |
 //! | [`dlq`]       | dead-letter records: the failed bytes plus the reason in headers              |
 //! | [`lag`]       | committed offset vs log-end offset per partition of a consumer group          |
@@ -38,6 +39,7 @@ pub mod lag;
 pub mod metrics;
 pub mod producer;
 pub mod provision;
+pub mod service;
 pub mod shutdown;
 pub mod streams;
 pub mod telemetry;

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::Utc;
-use movieflix::app::Service;
+
 use movieflix::events::ShowPosition;
 use movieflix::topics::{self, SHOW_POSITION};
 use serde_json::json;
@@ -22,7 +22,7 @@ async fn parquet_files_hold_exactly_the_positions_produced() {
     let (state, analytics) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let app = spawn(
         &kafka,
-        &[Service::VideoPositionService, Service::AnalyticsSink],
+        &["video-position-service", "analytics-sink"],
         state.path(),
         analytics.path(),
     )
@@ -101,6 +101,8 @@ fn sink_child(kafka: &TestKafka, dir: &Path, max_age: &str) -> SinkProcess {
         ])
         .arg("--analytics-dir")
         .arg(dir)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
         .env("KAFKA_BOOTSTRAP_SERVERS", kafka.kafka().bootstrap_servers())
         .env("TOPIC_PREFIX", kafka.kafka().prefix())
         // The killed member stays in the group until its session times out: keep that short.

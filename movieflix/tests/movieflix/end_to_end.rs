@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use movieflix::app::Service;
+
 use movieflix::topics::SHOW_POSITION;
 use rdkafka::message::OwnedHeaders;
 use reqwest::StatusCode;
@@ -19,7 +19,7 @@ use crate::{client, eventually, get, report, spawn};
 async fn resume_answers_the_latest_position_and_then_the_next_episode() {
     let kafka = TestKafka::start().await.unwrap();
     let (state, analytics) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let app = spawn(&kafka, Service::ALL, state.path(), analytics.path()).await;
+    let app = spawn(&kafka, &[], state.path(), analytics.path()).await;
     let http = client();
     let catalog = movieflix::catalog::Catalog::shared();
     let series = catalog.get("s001").unwrap();
@@ -128,7 +128,7 @@ async fn resume_answers_the_latest_position_and_then_the_next_episode() {
 async fn an_undecodable_position_is_dead_lettered_and_the_services_keep_going() {
     let kafka = TestKafka::start().await.unwrap();
     let (state, analytics) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let app = spawn(&kafka, Service::ALL, state.path(), analytics.path()).await;
+    let app = spawn(&kafka, &[], state.path(), analytics.path()).await;
     let http = client();
     let topic = kafka.kafka().topic(&SHOW_POSITION);
     let producer = EventProducer::new(kafka.kafka()).unwrap();

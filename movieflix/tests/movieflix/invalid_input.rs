@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use movieflix::app::Service;
 use movieflix::topics::SHOW_POSITION;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -16,7 +15,7 @@ async fn invalid_positions_are_400s_and_nothing_is_published() {
     let (state, analytics) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let app = spawn(
         &kafka,
-        &[Service::VideoPositionService],
+        &["video-position-service"],
         state.path(),
         analytics.path(),
     )

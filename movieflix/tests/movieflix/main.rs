@@ -11,34 +11,41 @@ mod restore;
 use std::path::Path;
 use std::time::Duration;
 
-use movieflix::app::{App, Options, Service};
+use movieflix::app::{MovieFlix, Options};
 use reqwest::StatusCode;
 use serde_json::Value;
+use shared::service::Process;
+use shared::service::cli::ServeArgs;
 use shared::testkit::TestKafka;
 
-/// Starts `services` on `kafka` with the given directories, on a free port.
-pub async fn spawn(kafka: &TestKafka, services: &[Service], state: &Path, analytics: &Path) -> App {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    App::spawn(
-        kafka.kafka(),
-        services,
-        Options {
-            listener,
-            advertised_url: None,
-            state_dir: state.to_path_buf(),
-            analytics_dir: analytics.to_path_buf(),
-            sink_max_rows: 10_000,
-            sink_max_age: Duration::from_millis(500),
-        },
-    )
-    .await
-    .unwrap()
+/// Starts the services named (every one when `services` is empty) on `kafka`, on a free port,
+/// with the given directories: through the same entry point as the binary.
+pub async fn spawn(
+    kafka: &TestKafka,
+    services: &[&str],
+    state: &Path,
+    analytics: &Path,
+) -> Process {
+    let names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
+    let serve = ServeArgs {
+        state_dir: Some(state.to_path_buf()),
+        ..ServeArgs::for_tests(state)
+    };
+    let options = Options {
+        analytics_dir: Some(analytics.to_path_buf()),
+        sink_max_rows: 10_000,
+        sink_max_age: Duration::from_millis(500),
+    };
+    shared::service::cli::start::<MovieFlix>(kafka.kafka(), &names, &serve, &options)
+        .await
+        .unwrap()
+        .0
 }
 
 pub use shared::testkit::http::{client, get, post};
 
 /// Posts a position and insists it is accepted.
-pub async fn report(client: &reqwest::Client, app: &App, body: Value) -> Value {
+pub async fn report(client: &reqwest::Client, app: &Process, body: Value) -> Value {
     let (status, answer) = post(client, &format!("{}/v1/positions", app.url()), &body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body} → {answer}");
     answer

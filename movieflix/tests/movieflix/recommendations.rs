@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use movieflix::app::{App, Service};
 use movieflix::catalog::{Catalog, Show};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use shared::service::Process as App;
 use shared::testkit::TestKafka;
 
 use crate::{client, eventually, get, report, spawn};
@@ -70,7 +70,7 @@ fn reasons(body: &Value) -> Vec<String> {
 async fn recommendations_follow_taste_and_what_others_watched_next() {
     let kafka = TestKafka::start().await.unwrap();
     let (state, analytics) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let app = spawn(&kafka, Service::ALL, state.path(), analytics.path()).await;
+    let app = spawn(&kafka, &[], state.path(), analytics.path()).await;
     let http = client();
     let catalog = Catalog::shared();
     let sci_fi = movies_of(&catalog, "sci-fi");

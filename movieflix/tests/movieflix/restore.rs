@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use movieflix::app::Service;
+
 use movieflix::catalog::Catalog;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -17,7 +17,7 @@ use crate::{client, eventually, get, report, spawn};
 async fn the_resuming_service_restores_its_answers_from_the_changelog() {
     let kafka = TestKafka::start().await.unwrap();
     let analytics = tempfile::tempdir().unwrap();
-    let services = [Service::VideoPositionService, Service::ResumingService];
+    let services = ["video-position-service", "resuming-service"];
     let catalog = Catalog::shared();
     let http = client();
     let now = Utc::now();

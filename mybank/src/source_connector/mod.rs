@@ -255,3 +255,38 @@ impl SourceConnector {
         .await?
     }
 }
+
+/// The source connector on the scaffold: creates the bank's schema if missing (the bank's own
+/// system would have), then copies rows until the process stops.
+pub struct Service;
+
+#[async_trait::async_trait(?Send)]
+impl shared::service::Service<crate::app::Resources> for Service {
+    fn name(&self) -> &'static str {
+        "source-connector"
+    }
+    fn about(&self) -> &'static str {
+        "The bank's database → bank_transactions (JDBC-source style, properties file)."
+    }
+    async fn start(
+        &self,
+        ctx: &shared::service::Context,
+        resources: &crate::app::Resources,
+    ) -> anyhow::Result<shared::service::Running> {
+        crate::database::Database::connect(&resources.bank_url())
+            .await?
+            .create_schema()
+            .await?;
+        let connector = SourceConnector::new(
+            &ctx.kafka,
+            resources.connector.clone(),
+            resources.database_url.clone(),
+        )
+        .await?;
+        let stats = std::sync::Arc::new(connector.stats.clone());
+        let task = tokio::spawn(connector.run(ctx.shutdown.clone()));
+        Ok(shared::service::Running::new()
+            .handle(stats)
+            .on_stop(async move { task.await? }))
+    }
+}

@@ -184,9 +184,8 @@ async fn timestamp_incrementing_mode_survives_sigkill() {
 /// 51–100 in the partitions and skips them instead of producing them again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rows_past_the_stored_offset_are_not_produced_twice() {
-    use mybank::app::Service;
     let bank = Bank::sqlite().await;
-    let app = bank.spawn(&[Service::SourceConnector], None).await;
+    let app = bank.spawn(&["source-connector"], None).await;
     for i in 0..100 {
         bank.insert(&format!("user-{}", i % 7), 10.0 + i as f64, None)
             .await;
@@ -210,9 +209,11 @@ async fn rows_past_the_stored_offset_are_not_produced_twice() {
         .await
         .unwrap();
 
-    let app = bank.spawn(&[Service::SourceConnector], None).await;
+    let app = bank.spawn(&["source-connector"], None).await;
     // The counters are per connector and topic: they carry over from the first run.
-    let stats = app.connector.clone().unwrap();
+    let stats = app
+        .get::<mybank::source_connector::ConnectorStats>()
+        .unwrap();
     let (produced_before, skipped_before) =
         (stats.produced.get(), stats.skipped_already_in_kafka.get());
     for i in 100..110 {

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use mybank::app::Service;
 use mybank::mailer::ALERT_HEADER;
 use mybank::smtp_server::SmtpServer;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -31,7 +30,7 @@ async fn one_email_per_alert_even_when_alerts_are_redelivered() {
         "a real SMTP server for this test: apt-get install python3-aiosmtpd (.ci/run does)",
     );
     let bank = Bank::sqlite().await;
-    let app = bank.spawn(Service::ALL, Some(smtp.url())).await;
+    let app = bank.spawn(&[], Some(smtp.url())).await;
     set_threshold(&app, "grace", "1000").await;
     set_threshold(&app, "heidi", "50").await;
     let mut expected = BTreeMap::new();
@@ -46,7 +45,9 @@ async fn one_email_per_alert_even_when_alerts_are_redelivered() {
         (smtp.messages().unwrap().len() >= expected.len()).then_some(())
     })
     .await;
-    let notifications = app.notifications.clone().unwrap();
+    let notifications = app
+        .get::<mybank::notification_service::NotificationService>()
+        .unwrap();
     let processed = notifications.consumer.processed();
     // The counters are per consumer group, so they carry over to the restarted service.
     let emails_before = notifications.stats.emails.get();
@@ -107,9 +108,11 @@ async fn one_email_per_alert_even_when_alerts_are_redelivered() {
     drop(consumer);
 
     let app = bank
-        .spawn(&[Service::NotificationService], Some(smtp.url()))
+        .spawn(&["notification-service"], Some(smtp.url()))
         .await;
-    let notifications = app.notifications.clone().unwrap();
+    let notifications = app
+        .get::<mybank::notification_service::NotificationService>()
+        .unwrap();
     eventually(
         Duration::from_secs(60),
         "every alert delivered again",

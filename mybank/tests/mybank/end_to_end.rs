@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::Duration as Age;
-use mybank::app::Service;
+
 use reqwest::StatusCode;
 
 use crate::{
@@ -14,7 +14,7 @@ use crate::{
 };
 
 async fn thresholds_in_force_decide(bank: Bank) {
-    let app = bank.spawn(Service::ALL, None).await;
+    let app = bank.spawn(&[], None).await;
 
     // Before any threshold: no alert, however large.
     let before = bank.insert("alice", 50_000.0, None).await;
@@ -157,7 +157,7 @@ async fn postgres_alerts_follow_the_threshold_in_force() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn notifications_stream_live_and_openapi_lists_every_route() {
     let bank = Bank::sqlite().await;
-    let app = bank.spawn(Service::ALL, None).await;
+    let app = bank.spawn(&[], None).await;
     set_threshold(&app, "erin", "10").await;
 
     let mut stream = client()

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use mybank::app::Service;
 use rdkafka::message::OwnedHeaders;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -14,7 +13,7 @@ use crate::{Bank, client, eventually, notified, send, set_threshold};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn invalid_thresholds_are_rejected_with_the_reason() {
     let bank = Bank::sqlite().await;
-    let app = bank.spawn(&[Service::AppThresholdService], None).await;
+    let app = bank.spawn(&["app-threshold-service"], None).await;
     let url = |user: &str| format!("{}/v1/users/{user}/alert-threshold", app.url());
     for (body, why) in [
         (json!({"amount": "0", "currency": "EUR"}), "greater than 0"),
@@ -87,7 +86,7 @@ async fn invalid_thresholds_are_rejected_with_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn malformed_records_go_to_the_dead_letter_topics() {
     let bank = Bank::sqlite().await;
-    let app = bank.spawn(mybank::app::Service::ALL, None).await;
+    let app = bank.spawn(&[], None).await;
     let producer = shared::EventProducer::new(bank.kafka.kafka()).unwrap();
     let transactions = bank.topic(&mybank::topics::BANK_TRANSACTIONS);
     let settings = bank.topic(&mybank::topics::USER_SETTINGS);

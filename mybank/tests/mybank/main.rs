@@ -13,12 +13,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use mybank::app::{App, Options, Service};
+use mybank::app::Resources;
 use mybank::database::{Database, NewTransaction};
 use mybank::events::Transaction;
 use mybank::source_connector::ConnectorConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use shared::service::{Process as App, ProcessOptions};
 use shared::testkit::TestKafka;
 
 /// The shipped connector properties, polling every 20 ms.
@@ -78,17 +79,14 @@ impl Bank {
         }
     }
 
-    /// Starts `services` on a free port; e-mail to `smtp_url`, or the outbox in the test dir.
-    /// Returns once the threshold service (if started) owns its partitions: until then it
-    /// answers 503, as it would to a user during a rebalance.
-    pub async fn spawn(&self, services: &[Service], smtp_url: Option<String>) -> App {
-        let app = App::spawn(
+    /// Starts the services named (every one when `services` is empty) on a free port; e-mail to
+    /// `smtp_url`, or the outbox in the test dir. Returns once the threshold service (if started)
+    /// owns its partitions: until then it answers 503, as it would to a user during a rebalance.
+    pub async fn spawn(&self, services: &[&str], smtp_url: Option<String>) -> App {
+        let app = mybank::app::start(
             self.kafka.kafka(),
             services,
-            Options {
-                listener: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-                advertised_url: None,
-                state_dir: self.dir.path().join("state"),
+            Resources {
                 connector: connector_config(),
                 database_url: Some(self.db_url.clone()),
                 notifications_database_url: format!(
@@ -98,10 +96,16 @@ impl Bank {
                 smtp_url,
                 outbox: self.outbox(),
             },
+            ProcessOptions {
+                listener: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+                advertised_url: None,
+                state_dir: self.dir.path().join("state"),
+                data_dir: self.dir.path().to_path_buf(),
+            },
         )
         .await
         .unwrap();
-        if services.contains(&Service::AppThresholdService) {
+        if services.is_empty() || services.contains(&"app-threshold-service") {
             let url = format!("{}/v1/users/probe/alert-threshold", app.url());
             shared::testkit::http::until_served(&url, Duration::from_secs(30)).await;
         }
@@ -184,7 +188,10 @@ pub async fn remove_threshold(app: &App, user: &str) -> Value {
 /// The transaction ids of a user's notifications.
 /// Waits until the big-transaction detector has processed `records` input records.
 pub async fn detector_processed(app: &App, records: u64) {
-    let detector = app.detector.as_ref().expect("the detector runs");
+    let detector = app
+        .get::<mybank::big_transaction_detector::DetectorHandle>()
+        .expect("the detector runs");
+    let detector = &detector.0;
     eventually(
         Duration::from_secs(30),
         "the detector's processed records",

@@ -131,7 +131,7 @@ pub async fn start<P: Processor>(
         .name(format!("stream-{}", runtime.config.application_id))
         .spawn(move || runtime.run(processor, shutdown))?;
     Ok(StreamsHandle {
-        thread,
+        thread: std::sync::Mutex::new(Some(thread)),
         stats,
         stores: reader,
         directory,

@@ -3,7 +3,7 @@
 //! owns it.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::de::DeserializeOwned;
 
@@ -116,7 +116,8 @@ impl StoreReader {
 
 /// A running streams application.
 pub struct StreamsHandle {
-    pub(super) thread: std::thread::JoinHandle<anyhow::Result<()>>,
+    /// Taken by the first [`StreamsHandle::join`].
+    pub(super) thread: Mutex<Option<std::thread::JoinHandle<anyhow::Result<()>>>>,
     pub stats: Arc<StreamsStats>,
     pub stores: StoreReader,
     /// The other instances and the partitions they own.
@@ -143,9 +144,14 @@ impl StreamsHandle {
         instances::partition_for_key(key, self.input_partitions)
     }
 
-    /// Waits for the stream thread (it stops when the shutdown token is cancelled).
-    pub async fn join(self) -> anyhow::Result<()> {
-        tokio::task::spawn_blocking(move || self.thread.join())
+    /// Waits for the stream thread (it stops when the shutdown token is cancelled). Through a
+    /// shared reference, so a handle that queries also hold can be joined; a second call
+    /// returns at once.
+    pub async fn join(&self) -> anyhow::Result<()> {
+        let Some(thread) = self.thread.lock().expect("thread lock").take() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || thread.join())
             .await?
             .map_err(|_| anyhow::anyhow!("stream thread panicked"))?
     }

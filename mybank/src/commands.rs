@@ -1,0 +1,243 @@
+//! MyBank's own subcommands, besides the scaffold's (`all`, `run`, one per service):
+//! `core-banking` (the bank's existing system, inserting into the database), `demo` (everything
+//! in one process with a live summary) and `bench` (latency at a fixed insert rate).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use shared::service::cli::{self, CaseStudyCli, ServeArgs};
+use shared::{Kafka, KafkaArgs};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{MyBank, Options};
+use crate::core_banking::{self, CoreBankingOptions};
+use crate::database::Database;
+use crate::notification_service::NotificationService;
+use crate::source_connector::{ConnectorConfig, ConnectorStats};
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// The bank's existing system: inserts transactions into the database (never into Kafka).
+    CoreBanking(CoreBankingArgs),
+    /// Every service and the core-banking simulator in one process, with thresholds set for the
+    /// simulated users and a live summary.
+    Demo(DemoArgs),
+    /// Latency at a fixed insert rate: bank_transactions → user_alerts, and insert → SMTP.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct CoreBankingArgs {
+    /// The bank's database (default: the connector's connection.url, i.e. sqlite:bank.db).
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    #[arg(
+        long,
+        env = "CONNECTOR_CONFIG",
+        default_value = "mybank/config/transactions-source.properties"
+    )]
+    config: PathBuf,
+    #[arg(long, default_value_t = 50)]
+    users: usize,
+    /// Transactions per second.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Stop after this many.
+    #[arg(long)]
+    limit: Option<u64>,
+}
+
+#[derive(Args, Clone)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(flatten)]
+    options: Options,
+    #[arg(long, default_value_t = 50)]
+    users: usize,
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Every simulated user's alert threshold, in EUR.
+    #[arg(long, default_value_t = 2000)]
+    threshold_eur: u32,
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    every: Duration,
+    /// Stop after this long (default: until Ctrl-C).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+}
+
+#[derive(Args, Clone)]
+pub struct BenchArgs {
+    #[arg(
+        long,
+        env = "CONNECTOR_CONFIG",
+        default_value = "mybank/config/transactions-source.properties"
+    )]
+    config: PathBuf,
+    /// Default: a fresh SQLite file.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// Transactions inserted per second.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    #[arg(long, default_value_t = 1000)]
+    users: usize,
+    #[arg(long, default_value_t = 8000)]
+    threshold_eur: u32,
+}
+
+pub async fn run(
+    command: Command,
+    kafka: &KafkaArgs,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    match command {
+        Command::CoreBanking(args) => core_banking_command(args, stop).await,
+        Command::Demo(args) => demo(kafka, args, stop).await,
+        Command::Bench(args) => {
+            let kafka = Kafka::connect(kafka)?;
+            crate::bench::run(
+                &kafka,
+                crate::bench::BenchOptions {
+                    rate: args.rate,
+                    duration: args.duration,
+                    users: args.users,
+                    threshold_eur: args.threshold_eur,
+                    connector: read_config(&args.config)?,
+                    database_url: args.database_url,
+                },
+            )
+            .await
+        }
+    }
+}
+
+/// The connector's properties file, parsed; the error names the file and the key.
+pub fn read_config(path: &Path) -> anyhow::Result<ConnectorConfig> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        anyhow::anyhow!(
+            "cannot read the connector properties {}: {err} (run from the repository root, or pass --config)",
+            path.display()
+        )
+    })?;
+    ConnectorConfig::parse(&text).map_err(|err| anyhow::anyhow!("{}: {err:#}", path.display()))
+}
+
+async fn core_banking_command(
+    args: CoreBankingArgs,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let url = match args.database_url {
+        Some(url) => url,
+        None => read_config(&args.config)?.connection_url,
+    };
+    let db = Database::connect(&url).await?;
+    db.create_schema().await?;
+    let inserted = core_banking::run(
+        &db,
+        &CoreBankingOptions {
+            users: args.users,
+            rate: args.rate,
+            seed: args.seed,
+            limit: args.limit,
+        },
+        stop,
+    )
+    .await?;
+    println!("core banking inserted {inserted} transactions");
+    db.close().await;
+    Ok(())
+}
+
+async fn demo(
+    kafka_args: &KafkaArgs,
+    args: DemoArgs,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let kafka = Kafka::connect(kafka_args)?;
+    let (app, dirs) = cli::start::<MyBank>(&kafka, &[], &args.serve, &args.options).await?;
+    let bank_url = MyBank::resources(&kafka, &dirs, &args.options)
+        .await?
+        .bank_url();
+    println!(
+        "mybank on {} (broker {}), data in {}, bank database {}",
+        app.url(),
+        kafka.bootstrap_servers(),
+        dirs.data.display(),
+        crate::database::redact(&bank_url)
+    );
+    crate::app::owns_all_partitions(&app, Duration::from_secs(60)).await?;
+    let http = reqwest::Client::new();
+    for i in 0..args.users {
+        let (user, _) = core_banking::user(i);
+        crate::app::set_threshold(
+            &http,
+            &app.url(),
+            &user,
+            &args.threshold_eur.to_string(),
+            "EUR",
+        )
+        .await?;
+    }
+    println!(
+        "thresholds of {} EUR set for user-000 … user-{:03}; try: curl {}/v1/users/user-001/notifications",
+        args.threshold_eur,
+        args.users.saturating_sub(1),
+        app.url()
+    );
+    let db = Database::connect(&bank_url).await?;
+    let bank = tokio::spawn({
+        let db = db.clone();
+        let stop = stop.clone();
+        let options = CoreBankingOptions {
+            users: args.users,
+            rate: args.rate,
+            seed: 7,
+            limit: None,
+        };
+        async move { core_banking::run(&db, &options, stop).await }
+    });
+    let connector = app.get::<ConnectorStats>();
+    let notifications = app.get::<NotificationService>();
+    let started = tokio::time::Instant::now();
+    let mut ticker = tokio::time::interval(args.every);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let rows = db.count().await?;
+        let produced = connector.as_ref().map_or(0, |s| s.produced.get());
+        let (notified, emails, duplicates) = notifications.as_ref().map_or((0, 0, 0), |n| {
+            (
+                n.stats.notifications.get(),
+                n.stats.emails.get(),
+                n.stats.duplicates.get(),
+            )
+        });
+        println!(
+            "t+{:>3}s  rows in the bank {rows:>6} | bank_transactions {produced:>6} | alerts notified {notified:>4}, e-mailed {emails:>4}, duplicates dropped {duplicates}",
+            started.elapsed().as_secs()
+        );
+        if args.duration.is_some_and(|d| started.elapsed() >= d) {
+            stop.cancel();
+            break;
+        }
+    }
+    let inserted = bank.await??;
+    drop((connector, notifications));
+    app.stop().await?;
+    println!(
+        "core banking inserted {inserted} transactions; e-mails in {}",
+        dirs.data.join("outbox").display()
+    );
+    db.close().await;
+    Ok(())
+}
