@@ -2,21 +2,23 @@
 //! alert thresholds in their app (sent as events); real-time alerts for large transactions,
 //! delivered as in-app notifications and e-mail. See `mybank/README.md`.
 //!
-//! | file                           | box on the slide / concept                                   |
+//! One file (or folder) per box of the architecture slide:
+//!
+//! | file                           | box on the slide                                             |
 //! |--------------------------------|--------------------------------------------------------------|
-//! | [`topics`]                     | every topic MyBank reads or writes                           |
-//! | [`events`]                     | the records: transaction rows, settings events, alerts       |
-//! | [`money`]                      | amounts in minor units, ISO 4217 currencies                  |
 //! | [`database`]                   | the bank's existing database (SQLite or PostgreSQL, sqlx)    |
 //! | [`core_banking`]               | the bank's existing system, simulated: inserts transactions  |
 //! | [`source_connector`]`/`        | DB → `bank_transactions`, JDBC-source style, exactly once    |
 //! | [`app_threshold_service`]      | PUT/DELETE thresholds → `user_settings` events               |
 //! | [`big_transaction_detector`]   | transactions ⋈ threshold history → `user_alerts` (streams)   |
 //! | [`notification_service`]       | `user_alerts` → in-app notifications (+ SSE) and e-mail      |
-//! | [`mailer`]                     | e-mail with lettre: SMTP or an `.eml` outbox                 |
-//! | [`app`]                        | any selection of the services in one process, OpenAPI       |
-//! | [`bench`]                      | latency at 1,000 transactions/s                              |
-//! | [`smtp_server`]                | a real SMTP server (aiosmtpd) for the tests and the bench     |
+//!
+//! and around them: [`topics`] (every topic MyBank reads or writes), [`events`] (the records),
+//! [`money`] (amounts in minor units), [`mailer`] (e-mail with lettre: SMTP or an `.eml`
+//! outbox), [`app`] (MyBank on the service scaffold: the list of services, what they share),
+//! [`commands`] (`core-banking`, `demo`, `bench`). Not boxes: [`bench`] (the latency benchmark
+//! behind `mybank bench`) and [`smtp_server`] (a real SMTP server, aiosmtpd, that the tests and
+//! the bench start).
 
 pub mod app;
 pub mod app_threshold_service;
