@@ -15,6 +15,14 @@ use crate::event::Event;
 use crate::kafka::Kafka;
 use crate::metrics::{self, TopicLabels};
 
+/// The partition librdkafka's default partitioner (`consistent_random`: CRC-32 of the key
+/// modulo the partition count) picks for `key`: where every producer here puts a keyed record,
+/// and so where a streams task or a connector must look for it. Producers in other languages
+/// must use the same partitioner, not the Java client's murmur2.
+pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
+    (crc32fast::hash(key) % partitions.max(1) as u32) as i32
+}
+
 /// How long a send may wait for room in the local queue before failing.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -130,5 +138,20 @@ impl EventProducer {
     /// Waits until every queued record is acknowledged (call before exiting).
     pub fn flush(&self, timeout: Duration) -> anyhow::Result<()> {
         Ok(self.producer.flush(timeout)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_for_key_is_crc32_modulo() {
+        // zlib's crc32("123456789") = 0xCBF43926, the standard check value.
+        assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
+        assert_eq!(
+            partition_for_key(b"123456789", 7),
+            (0xCBF4_3926u32 % 7) as i32
+        );
     }
 }

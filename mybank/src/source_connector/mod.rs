@@ -41,7 +41,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use shared::Kafka;
-use shared::streams::instances::partition_for_key;
+use shared::producer::partition_for_key;
 use tokio_util::sync::CancellationToken;
 
 use crate::database::Database;

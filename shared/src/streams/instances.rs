@@ -4,8 +4,8 @@
 //! `application.server`) announces `{endpoint, partitions}` on the compacted
 //! `<prefix><app id>-instances` topic (key: instance id) whenever its tasks change, and a
 //! tombstone when it stops. Every instance reads the topic, so any of them can tell where a key
-//! lives: the key's partition is computed with the producers' partitioner (librdkafka's default,
-//! `consistent_random`: CRC-32 of the key modulo the partition count).
+//! lives: the key's partition is computed with the producers' partitioner
+//! ([`crate::producer::partition_for_key`]).
 //!
 //! The stream thread does both: `announce` when its tasks change, `read_announcements` once per
 //! batch into the [`Directory`].
@@ -25,11 +25,6 @@ use super::processor::StreamsConfig;
 /// The instances topic of an (already prefixed) application id.
 pub fn instances_topic(application_id: &str) -> String {
     format!("{application_id}-instances")
-}
-
-/// The partition librdkafka's default partitioner picks for `key`.
-pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
-    (crc32fast::hash(key) % partitions.max(1) as u32) as i32
 }
 
 /// One instance's announcement.
@@ -144,16 +139,6 @@ pub(super) fn read_announcements(announcements: &BaseConsumer, directory: &Direc
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn partition_for_key_is_crc32_modulo() {
-        // zlib's crc32("123456789") = 0xCBF43926, the standard check value.
-        assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
-        assert_eq!(
-            partition_for_key(b"123456789", 7),
-            (0xCBF4_3926u32 % 7) as i32
-        );
-    }
 
     #[test]
     fn the_newest_claim_wins() {

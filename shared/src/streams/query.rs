@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::de::DeserializeOwned;
 
-use super::instances::{self, Directory, Route};
+use super::instances::{Directory, Route};
 use super::metrics::StreamsStats;
 use super::state::StateDb;
 
@@ -129,7 +129,7 @@ pub struct StreamsHandle {
 impl StreamsHandle {
     /// Where a query for `key` must be answered: here, at another instance, or nowhere yet.
     pub fn route(&self, key: &[u8]) -> Route {
-        let partition = instances::partition_for_key(key, self.input_partitions);
+        let partition = crate::producer::partition_for_key(key, self.input_partitions);
         if self.stores.partitions().contains(&partition) {
             return Route::Local;
         }
@@ -141,7 +141,7 @@ impl StreamsHandle {
 
     /// The input partition of a record key (the task whose stores hold its state).
     pub fn partition_of(&self, key: &[u8]) -> i32 {
-        instances::partition_for_key(key, self.input_partitions)
+        crate::producer::partition_for_key(key, self.input_partitions)
     }
 
     /// Waits for the stream thread (it stops when the shutdown token is cancelled). Through a

@@ -181,7 +181,7 @@ async fn orders_are_rekeyed_through_a_repartition_topic_and_joined_with_the_user
         let user = e.user_id.clone();
         assert_eq!(
             m.partition(),
-            streams::instances::partition_for_key(user.as_bytes(), 4),
+            shared::producer::partition_for_key(user.as_bytes(), 4),
             "output keyed by user"
         );
         by_order.insert(e.order_id.clone(), e);
@@ -203,7 +203,7 @@ async fn orders_are_rekeyed_through_a_repartition_topic_and_joined_with_the_user
         assert_eq!(m.key(), Some(order.user_id.as_bytes()));
         assert_eq!(
             m.partition(),
-            streams::instances::partition_for_key(order.user_id.as_bytes(), 4)
+            shared::producer::partition_for_key(order.user_id.as_bytes(), 4)
         );
     }
 
