@@ -153,6 +153,30 @@ pub async fn owns_all_partitions(
     Ok(())
 }
 
+/// Waits until `process` owns every partition, then gives each of the first `users` simulated
+/// users (`core_banking::user`) a EUR threshold through the app threshold service: the set-up
+/// of the demo and the bench.
+pub async fn set_simulated_thresholds(
+    process: &Process,
+    users: usize,
+    threshold_eur: u32,
+) -> anyhow::Result<()> {
+    owns_all_partitions(process, std::time::Duration::from_secs(60)).await?;
+    let http = reqwest::Client::new();
+    for i in 0..users {
+        let (user, _) = crate::core_banking::user(i);
+        set_threshold(
+            &http,
+            &process.url(),
+            &user,
+            &threshold_eur.to_string(),
+            "EUR",
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Sets `user`'s alert threshold through the app threshold service at `base_url`, as the app
 /// would: a `503` (the user's partition is being assigned — right after start-up, or during a
 /// rebalance) is retried for up to a minute; any other failure is an error with the reason.

@@ -96,19 +96,7 @@ pub async fn run(kafka: &Kafka, options: BenchOptions) -> anyhow::Result<()> {
     .await?;
 
     // Every user gets a threshold through the app threshold service.
-    crate::app::owns_all_partitions(&app, std::time::Duration::from_secs(60)).await?;
-    let http = reqwest::Client::new();
-    for i in 0..options.users {
-        let (user, _) = core_banking::user(i);
-        crate::app::set_threshold(
-            &http,
-            &app.url(),
-            &user,
-            &options.threshold_eur.to_string(),
-            "EUR",
-        )
-        .await?;
-    }
+    crate::app::set_simulated_thresholds(&app, options.users, options.threshold_eur).await?;
     // Let the detector read the settings before the first transaction (not required for
     // correctness — late settings re-evaluate recent transactions — but it keeps the
     // measurement about the steady state).

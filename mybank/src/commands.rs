@@ -172,19 +172,7 @@ async fn demo(
         dirs.data.display(),
         crate::database::redact(&bank_url)
     );
-    crate::app::owns_all_partitions(&app, Duration::from_secs(60)).await?;
-    let http = reqwest::Client::new();
-    for i in 0..args.users {
-        let (user, _) = core_banking::user(i);
-        crate::app::set_threshold(
-            &http,
-            &app.url(),
-            &user,
-            &args.threshold_eur.to_string(),
-            "EUR",
-        )
-        .await?;
-    }
+    crate::app::set_simulated_thresholds(&app, args.users, args.threshold_eur).await?;
     println!(
         "thresholds of {} EUR set for user-000 … user-{:03}; try: curl {}/v1/users/user-001/notifications",
         args.threshold_eur,
