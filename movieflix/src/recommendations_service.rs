@@ -13,13 +13,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::Uri;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::Utc;
 use prometheus_client::metrics::histogram::Histogram;
 use shared::Kafka;
 use shared::consumer::HandlerError;
-use shared::http::{ApiError, Json, elsewhere};
+use shared::http::{ApiError, Json, QueryError};
 use shared::streams::{self, ProcessorContext, StreamsConfig, StreamsHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -170,19 +169,12 @@ pub async fn recommendations(
     State(service): State<Arc<RecommendationsService>>,
     Path(user): Path<String>,
     uri: Uri,
-) -> Response {
-    if let Err(err) = validate_id("user", &user) {
-        return ApiError::bad_request(err).into_response();
-    }
-    if let Some(elsewhere) = elsewhere(service.streams.route(user.as_bytes()), &uri) {
-        return elsewhere;
-    }
-    match service.local(&user) {
-        Ok(Some(recommendations)) => Json(recommendations).into_response(),
-        Ok(None) => {
-            ApiError::not_found(format!("no recommendations for {user} yet")).into_response()
-        }
-        Err(err) => ApiError::internal(err).into_response(),
+) -> Result<Json<Recommendations>, QueryError> {
+    validate_id("user", &user).map_err(ApiError::bad_request)?;
+    let owned = shared::http::owned(&service.streams, user.as_bytes(), &uri)?;
+    match owned.get::<Recommendations>(STORE, user.as_bytes())? {
+        Some(recommendations) => Ok(Json(recommendations)),
+        None => Err(ApiError::not_found(format!("no recommendations for {user} yet")).into()),
     }
 }
 

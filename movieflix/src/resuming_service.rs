@@ -11,12 +11,11 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::Uri;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::consumer::HandlerError;
-use shared::http::{ApiError, Json, elsewhere};
+use shared::http::{ApiError, Json, QueryError};
 use shared::streams::{self, ProcessorContext, StreamsConfig, StreamsHandle};
 use shared::{Kafka, TopicSpec};
 use tokio_util::sync::CancellationToken;
@@ -195,22 +194,14 @@ pub async fn resume(
     State(service): State<Arc<ResumingService>>,
     Path((user, show)): Path<(String, String)>,
     uri: Uri,
-) -> Response {
-    if let Err(err) = validate_id("user", &user).and_then(|()| validate_id("show", &show)) {
-        return ApiError::bad_request(err).into_response();
-    }
-    if let Some(elsewhere) = elsewhere(service.streams.route(user.as_bytes()), &uri) {
-        return elsewhere;
-    }
-    let partition = service.streams.partition_of(user.as_bytes());
-    match service.streams.stores.get_in::<ResumePoint>(
-        partition,
-        STORE,
-        key(&user, &show).as_bytes(),
-    ) {
-        Ok(Some(point)) => Json(service.answer(&user, &point)).into_response(),
-        Ok(None) => ApiError::not_found(format!("{user} has not played {show}")).into_response(),
-        Err(err) => ApiError::internal(err).into_response(),
+) -> Result<Json<Resume>, QueryError> {
+    validate_id("user", &user)
+        .and_then(|()| validate_id("show", &show))
+        .map_err(ApiError::bad_request)?;
+    let owned = shared::http::owned(&service.streams, user.as_bytes(), &uri)?;
+    match owned.get::<ResumePoint>(STORE, key(&user, &show).as_bytes())? {
+        Some(point) => Ok(Json(service.answer(&user, &point))),
+        None => Err(ApiError::not_found(format!("{user} has not played {show}")).into()),
     }
 }
 
@@ -231,24 +222,10 @@ pub async fn continue_watching(
     State(service): State<Arc<ResumingService>>,
     Path(user): Path<String>,
     uri: Uri,
-) -> Response {
-    if let Err(err) = validate_id("user", &user) {
-        return ApiError::bad_request(err).into_response();
-    }
-    if let Some(elsewhere) = elsewhere(service.streams.route(user.as_bytes()), &uri) {
-        return elsewhere;
-    }
-    let partition = service.streams.partition_of(user.as_bytes());
-    let prefix = format!("{user}/");
-    let points =
-        match service
-            .streams
-            .stores
-            .prefix_in::<ResumePoint>(partition, STORE, prefix.as_bytes())
-        {
-            Ok(points) => points,
-            Err(err) => return ApiError::internal(err).into_response(),
-        };
+) -> Result<Json<ContinueWatching>, QueryError> {
+    validate_id("user", &user).map_err(ApiError::bad_request)?;
+    let owned = shared::http::owned(&service.streams, user.as_bytes(), &uri)?;
+    let points = owned.prefix::<ResumePoint>(STORE, format!("{user}/").as_bytes())?;
     let mut shows: Vec<Resume> = points
         .iter()
         .map(|(_, point)| service.answer(&user, point))
@@ -256,11 +233,10 @@ pub async fn continue_watching(
         .collect();
     shows.sort_by_key(|r| std::cmp::Reverse(r.last_watched_at));
     shows.truncate(20);
-    Json(ContinueWatching {
+    Ok(Json(ContinueWatching {
         user_id: user,
         shows,
-    })
-    .into_response()
+    }))
 }
 
 /// The resuming service on the scaffold: a streams application plus its query routes.

@@ -19,7 +19,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shared::consumer::HandlerError;
-use shared::http::{ApiError, Json, elsewhere};
+use shared::http::{ApiError, Json, QueryError};
 use shared::streams::{self, ProcessorContext, StreamsConfig, StreamsHandle};
 use shared::{EventProducer, Kafka};
 use tokio_util::sync::CancellationToken;
@@ -141,12 +141,10 @@ impl AppThresholdService {
         }
     }
 
-    fn current(&self, user: &str) -> Result<Option<CurrentThreshold>, ApiError> {
-        let partition = self.streams.partition_of(user.as_bytes());
-        self.streams
-            .stores
-            .get_in(partition, STORE, user.as_bytes())
-            .map_err(ApiError::internal)
+    /// The user's threshold, if this instance holds the user (else the redirect or 503).
+    fn current(&self, user: &str, uri: &Uri) -> Result<Option<CurrentThreshold>, QueryError> {
+        let owned = shared::http::owned(&self.streams, user.as_bytes(), uri)?;
+        Ok(owned.get(STORE, user.as_bytes())?)
     }
 
     async fn publish(&self, event: SettingsEvent) -> Result<Response, ApiError> {
@@ -217,16 +215,11 @@ pub async fn get_threshold(
     State(service): State<Arc<AppThresholdService>>,
     Path(user): Path<String>,
     uri: Uri,
-) -> Result<Response, ApiError> {
+) -> Result<Response, QueryError> {
     validate_user(&user).map_err(ApiError::bad_request)?;
-    if let Some(response) = elsewhere(service.streams.route(user.as_bytes()), &uri) {
-        return Ok(response);
-    }
-    match service.current(&user)? {
+    match service.current(&user, &uri)? {
         Some(current) => Ok(Json(current).into_response()),
-        None => Err(ApiError::not_found(format!(
-            "{user} has no alert threshold"
-        ))),
+        None => Err(ApiError::not_found(format!("{user} has no alert threshold")).into()),
     }
 }
 
@@ -249,17 +242,15 @@ pub async fn put_threshold(
     Path(user): Path<String>,
     uri: Uri,
     Json(request): Json<ThresholdRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, QueryError> {
     validate_user(&user).map_err(ApiError::bad_request)?;
     let threshold = parse_request(&request)?;
-    if let Some(response) = elsewhere(service.streams.route(user.as_bytes()), &uri) {
-        return Ok(response);
-    }
+    let current = service.current(&user, &uri)?;
     let event_id = shared::event::new_event_id();
     // Milliseconds, like record timestamps and the bank's created_at: a transaction inserted
     // right after this request is never judged to predate it.
     let at = Utc::now().trunc_subsecs(3);
-    let event = match service.current(&user)? {
+    let event = match current {
         Some(current) if current.threshold == threshold => {
             return Ok(Json(current).into_response());
         }
@@ -277,7 +268,7 @@ pub async fn put_threshold(
             at,
         },
     };
-    service.publish(event).await
+    Ok(service.publish(event).await?)
 }
 
 /// Turns alerts off, from now on.
@@ -296,21 +287,18 @@ pub async fn delete_threshold(
     State(service): State<Arc<AppThresholdService>>,
     Path(user): Path<String>,
     uri: Uri,
-) -> Result<Response, ApiError> {
+) -> Result<Response, QueryError> {
     validate_user(&user).map_err(ApiError::bad_request)?;
-    if let Some(response) = elsewhere(service.streams.route(user.as_bytes()), &uri) {
-        return Ok(response);
-    }
-    if service.current(&user)?.is_none() {
+    if service.current(&user, &uri)?.is_none() {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    service
+    Ok(service
         .publish(SettingsEvent::ThresholdDisabled {
             event_id: shared::event::new_event_id(),
             user_id: user,
             at: Utc::now().trunc_subsecs(3),
         })
-        .await
+        .await?)
 }
 
 /// The app threshold service on the scaffold: its routes and its threshold table; flushes what

@@ -27,6 +27,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::kafka::Kafka;
 use crate::metrics;
+use crate::streams::{Route, StoreReader, StreamsHandle};
 
 /// How long `/readyz` waits for the broker.
 pub const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -129,16 +130,75 @@ pub fn redirect_to(endpoint: &str, uri: &axum::http::Uri) -> Response {
         .into_response()
 }
 
-/// For an interactive query about a key: `None` if this instance owns it (answer here), else
-/// the response that sends the client on — a 307 to the owner, or a 503 while nobody owns it.
-pub fn elsewhere(route: crate::streams::Route, uri: &axum::http::Uri) -> Option<Response> {
-    match route {
-        crate::streams::Route::Local => None,
-        crate::streams::Route::Remote(endpoint) => Some(redirect_to(&endpoint, uri)),
-        crate::streams::Route::Unavailable => Some(
-            ApiError::unavailable("the key's partition is being assigned; retry shortly")
-                .into_response(),
-        ),
+/// The prologue every keyed interactive query shares: if this instance runs the task that
+/// holds `key`, the partition to read ([`Owned`]); else the answer that sends the client on — a
+/// 307 to the owner, or a 503 while nobody owns it (starting up, rebalancing).
+///
+/// ```ignore
+/// validate_id("user", &user).map_err(ApiError::bad_request)?;
+/// let owned = shared::http::owned(&service.streams, user.as_bytes(), &uri)?;
+/// match owned.get::<Profile>(STORE, user.as_bytes())? { … }
+/// ```
+pub fn owned<'a>(
+    streams: &'a StreamsHandle,
+    key: &[u8],
+    uri: &axum::http::Uri,
+) -> Result<Owned<'a>, QueryError> {
+    match streams.route(key) {
+        Route::Local => Ok(Owned {
+            stores: &streams.stores,
+            partition: streams.partition_of(key),
+        }),
+        Route::Remote(endpoint) => Err(QueryError(Box::new(redirect_to(&endpoint, uri)))),
+        Route::Unavailable => Err(ApiError::unavailable(
+            "the key's partition is being assigned; retry shortly",
+        )
+        .into()),
+    }
+}
+
+/// The committed state of one task that runs here: the one [`owned`] routed a key to.
+#[derive(Clone, Copy)]
+pub struct Owned<'a> {
+    stores: &'a StoreReader,
+    pub partition: i32,
+}
+
+impl Owned<'_> {
+    /// One key of `store` in this task (it need not be the routing key: `user/show` under
+    /// `user`); a failed read is a 500 whose cause is logged.
+    pub fn get<V: DeserializeOwned>(&self, store: &str, key: &[u8]) -> Result<Option<V>, ApiError> {
+        self.stores
+            .get_in(self.partition, store, key)
+            .map_err(ApiError::internal)
+    }
+
+    /// The entries of `store` under `prefix` in this task, in key order.
+    pub fn prefix<V: DeserializeOwned>(
+        &self,
+        store: &str,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, V)>, ApiError> {
+        self.stores
+            .prefix_in(self.partition, store, prefix)
+            .map_err(ApiError::internal)
+    }
+}
+
+/// A keyed query's answer other than the value: the redirect or 503 of [`owned`], or any
+/// [`ApiError`] — so a query handler returns `Result<_, QueryError>` and uses `?` on both.
+#[derive(Debug)]
+pub struct QueryError(Box<Response>);
+
+impl From<ApiError> for QueryError {
+    fn from(err: ApiError) -> Self {
+        QueryError(Box::new(err.into_response()))
+    }
+}
+
+impl IntoResponse for QueryError {
+    fn into_response(self) -> Response {
+        *self.0
     }
 }
 

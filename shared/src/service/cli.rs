@@ -54,6 +54,14 @@ pub trait CaseStudyCli: Sized + 'static {
     ) -> impl Future<Output = anyhow::Result<()>>;
 }
 
+/// [`CaseStudyCli::Options`] of a case study with no options of its own.
+#[derive(Debug, Clone, Default, Args)]
+pub struct NoOptions {}
+
+/// [`CaseStudyCli::Command`] of a case study with no commands of its own (`match command {}`).
+#[derive(Debug, Subcommand)]
+pub enum NoCommand {}
+
 /// Where a serving process listens and keeps its files.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -202,9 +210,12 @@ async fn serve<C: CaseStudyCli>(
         );
     }
     let (process, dirs) = start::<C>(&kafka, selection, &serve, &options).await?;
+    let services = match process.services.join(", ") {
+        none if none.is_empty() => "no services yet".to_owned(),
+        services => services,
+    };
     println!(
-        "{case_study}: {} on {} (broker {}, data {}, state {})",
-        process.services.join(", "),
+        "{case_study}: {services} on {} (broker {}, data {}, state {})",
         process.url(),
         kafka.bootstrap_servers(),
         dirs.data.display(),
@@ -240,5 +251,6 @@ pub fn command<C: CaseStudyCli>() -> clap::Command {
     for service in &case_study.services {
         command = command.subcommand(serving(service.name(), service.about()));
     }
-    C::Command::augment_subcommands(command)
+    // Last: a derived `Command`'s doc comment would otherwise become the binary's `about`.
+    C::Command::augment_subcommands(command).about(C::ABOUT)
 }

@@ -1,6 +1,6 @@
 //! Foundation tests: provisioning, typed round trip, dead letters, delivery semantics, consumer
-//! groups, lag and the topics table. Every test runs on the broker `CASESTUDIES_TEST_KAFKA`
-//! chooses (embedded by default; tansu and testcontainers in CI).
+//! groups, lag, the topics table and the service scaffold. Every test runs on the broker
+//! `CASESTUDIES_TEST_KAFKA` chooses (embedded by default; Apache Kafka and a container in CI).
 
 mod cli;
 mod consumer_group;
@@ -9,5 +9,6 @@ mod delivery_semantics;
 mod http_ops;
 mod provisioning;
 mod round_trip;
+mod scaffold;
 
 pub use tests::eventually;

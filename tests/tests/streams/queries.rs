@@ -7,10 +7,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::Uri;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use shared::http::{ApiError, Json, redirect_to};
-use shared::streams::{self, Route, StreamsHandle};
+use shared::http::{ApiError, Json, QueryError};
+use shared::streams::{self, StreamsHandle};
 use shared::testkit::TestKafka;
 use tests::{COUNT_STORE, COUNTS, WORDS, counter_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,19 +19,11 @@ async fn count(
     State(app): State<Arc<StreamsHandle>>,
     Path(key): Path<String>,
     uri: Uri,
-) -> Response {
-    match app.route(key.as_bytes()) {
-        Route::Local => match app.stores.get::<u64>(COUNT_STORE, key.as_bytes()) {
-            Ok(Some(count)) => {
-                Json(serde_json::json!({ "key": key, "count": count })).into_response()
-            }
-            Ok(None) => ApiError::not_found(format!("no count for {key}")).into_response(),
-            Err(err) => ApiError::internal(err).into_response(),
-        },
-        Route::Remote(endpoint) => redirect_to(&endpoint, &uri),
-        Route::Unavailable => {
-            ApiError::unavailable("the owner of this key is not known yet").into_response()
-        }
+) -> Result<Json<serde_json::Value>, QueryError> {
+    let owned = shared::http::owned(&app, key.as_bytes(), &uri)?;
+    match owned.get::<u64>(COUNT_STORE, key.as_bytes())? {
+        Some(count) => Ok(Json(serde_json::json!({ "key": key, "count": count }))),
+        None => Err(ApiError::not_found(format!("no count for {key}")).into()),
     }
 }
 

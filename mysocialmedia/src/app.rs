@@ -1,0 +1,54 @@
+//! MySocialMedia on the service scaffold ([`shared::service`]). It has no services yet (issue #21
+//! builds them, one file per box of the slide in `README.md`), yet its command line is whole:
+//! `mysocialmedia all` provisions [`topics::ALL`] and serves `/healthz`, `/readyz`, `/metrics` and
+//! `/openapi.json`. A service joins by one line in `services` below.
+
+use axum::Router;
+use shared::service::CaseStudy;
+use shared::service::cli::{CaseStudyCli, Dirs, NoCommand, NoOptions};
+use shared::{Kafka, KafkaArgs};
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+
+use crate::topics;
+
+/// MySocialMedia, as the scaffold runs it.
+pub struct MySocialMedia;
+
+impl CaseStudyCli for MySocialMedia {
+    type Resources = ();
+    type Options = NoOptions;
+    type Command = NoCommand;
+    const ABOUT: &'static str =
+        "MySocialMedia: CQRS posts, likes and comments, live counts, trending posts";
+
+    fn case_study() -> CaseStudy<()> {
+        CaseStudy {
+            name: topics::CASE_STUDY,
+            topics: topics::ALL,
+            services: vec![],
+            routes: |_| Router::new(),
+            openapi: ApiDoc::openapi,
+        }
+    }
+
+    async fn resources(_: &Kafka, _: &Dirs, _: &NoOptions) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    async fn command(
+        command: NoCommand,
+        _: &KafkaArgs,
+        _: CancellationToken,
+    ) -> anyhow::Result<()> {
+        match command {}
+    }
+}
+
+/// The HTTP API of every MySocialMedia service, served at `/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "MySocialMedia",
+    description = "Posts, likes and comments as events (CQRS); exact live counts and trending posts from a streams application."
+))]
+pub struct ApiDoc;
