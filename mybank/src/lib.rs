@@ -16,9 +16,9 @@
 //! and around them: [`topics`] (every topic MyBank reads or writes), [`events`] (the records),
 //! [`money`] (amounts in minor units), [`mailer`] (e-mail with lettre: SMTP or an `.eml`
 //! outbox), [`app`] (MyBank on the service scaffold: the list of services, what they share),
-//! [`commands`] (`core-banking`, `demo`, `bench`). Not boxes: [`bench`] (the latency benchmark
-//! behind `mybank bench`) and [`smtp_server`] (a real SMTP server, aiosmtpd, that the tests and
-//! the bench start).
+//! [`commands`] (`core-banking`, `demo`, `bench`). Not a box: [`bench`]`/` — the latency
+//! benchmark behind `mybank bench`, and [`bench::smtp_server`], the real SMTP server (aiosmtpd)
+//! it and the tests receive e-mail with.
 
 pub mod app;
 pub mod app_threshold_service;
@@ -31,6 +31,5 @@ pub mod events;
 pub mod mailer;
 pub mod money;
 pub mod notification_service;
-pub mod smtp_server;
 pub mod source_connector;
 pub mod topics;

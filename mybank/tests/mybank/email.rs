@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mybank::mailer::ALERT_HEADER;
-use mybank::smtp_server::SmtpServer;
+use mybank::bench::smtp_server::SmtpServer;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::{Bank, eventually, set_threshold};
 
 /// alert id → messages the SMTP server accepted for it.
-fn by_alert(smtp: &SmtpServer) -> BTreeMap<String, Vec<mybank::smtp_server::Received>> {
+fn by_alert(smtp: &SmtpServer) -> BTreeMap<String, Vec<mybank::bench::smtp_server::Received>> {
     let mut out: BTreeMap<String, Vec<_>> = BTreeMap::new();
     for message in smtp.messages().unwrap() {
         let id = message

@@ -6,7 +6,8 @@
 //!    i.e. connector poll + detector + notification service + SMTP.
 //!
 //! Everything runs in this process on the configured broker (embedded by default) with a fresh
-//! SQLite database (or `DATABASE_URL`).
+//! SQLite database (or `DATABASE_URL`). The e-mail goes to [`smtp_server`], which MyBank's
+//! tests start too.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,10 +24,12 @@ use crate::app::Resources;
 use crate::core_banking;
 use crate::database::Database;
 use crate::events::Alert;
-use crate::smtp_server::SmtpServer;
 use crate::source_connector::ConnectorConfig;
 use crate::topics::{BANK_TRANSACTIONS, USER_ALERTS};
 use shared::service::ProcessOptions;
+
+pub mod smtp_server;
+use smtp_server::SmtpServer;
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {

@@ -1,4 +1,4 @@
-//! A real SMTP server for the tests and the bench: Debian's `python3-aiosmtpd`, started as a
+//! A real SMTP server for the bench and MyBank's tests: Debian's `python3-aiosmtpd`, started as a
 //! child process on a free loopback port, storing every accepted message in a Maildir that
 //! [`SmtpServer::messages`] reads back. (Not a fake: lettre speaks SMTP to it over TCP.)
 
