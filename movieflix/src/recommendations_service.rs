@@ -103,15 +103,14 @@ impl streams::Processor for Latest {
     }
 }
 
-pub fn config(kafka: &Kafka, endpoint: Option<String>) -> StreamsConfig {
-    let mut config = StreamsConfig::new(
+/// The streams application: `recommendations` in, the latest per viewer in its store.
+pub fn config(kafka: &Kafka) -> StreamsConfig {
+    StreamsConfig::new(
         kafka,
         APPLICATION_ID,
         vec![kafka.topic(&RECOMMENDATIONS)],
         &[STORE],
-    );
-    config.endpoint = endpoint;
-    config
+    )
 }
 
 pub struct RecommendationsService {
@@ -159,10 +158,9 @@ impl RecommendationsService {
     params(("user" = String, Path)),
     responses(
         (status = 200, body = Recommendations),
-        (status = 307, description = "Another instance owns this viewer"),
+        shared::http::Routed,
         (status = 400, description = "Invalid id"),
         (status = 404, description = "No recommendations yet"),
-        (status = 503, description = "Rebalancing; retry"),
     )
 )]
 pub async fn recommendations(
@@ -194,7 +192,7 @@ impl shared::service::Service<crate::app::Resources> for Service {
         ctx: &shared::service::Context,
         _: &crate::app::Resources,
     ) -> anyhow::Result<shared::service::Running> {
-        let config = ctx.state(config(&ctx.kafka, Some(ctx.endpoint.clone())));
+        let config = ctx.queryable(config(&ctx.kafka));
         let service = Arc::new(
             RecommendationsService::start(&ctx.kafka, config, ctx.shutdown.clone()).await?,
         );

@@ -79,16 +79,14 @@ impl streams::Processor for Resumer {
     }
 }
 
-/// The streams configuration (state under `STATE_DIR`).
-pub fn config(kafka: &Kafka, endpoint: Option<String>) -> StreamsConfig {
-    let mut config = StreamsConfig::new(
+/// The streams application: `show_position` in, the `resume_points` store.
+pub fn config(kafka: &Kafka) -> StreamsConfig {
+    StreamsConfig::new(
         kafka,
         APPLICATION_ID,
         vec![kafka.topic(&SHOW_POSITION)],
         &[STORE],
-    );
-    config.endpoint = endpoint;
-    config
+    )
 }
 
 pub const TOPICS: &[TopicSpec] = &[SHOW_POSITION];
@@ -184,10 +182,9 @@ pub struct ContinueWatching {
     params(("user" = String, Path), ("show" = String, Path)),
     responses(
         (status = 200, body = Resume),
-        (status = 307, description = "Another instance owns this viewer"),
+        shared::http::Routed,
         (status = 400, description = "Invalid id"),
         (status = 404, description = "The viewer never played this show"),
-        (status = 503, description = "Rebalancing; retry"),
     )
 )]
 pub async fn resume(
@@ -213,9 +210,8 @@ pub async fn resume(
     params(("user" = String, Path)),
     responses(
         (status = 200, body = ContinueWatching),
-        (status = 307, description = "Another instance owns this viewer"),
+        shared::http::Routed,
         (status = 400, description = "Invalid id"),
-        (status = 503, description = "Rebalancing; retry"),
     )
 )]
 pub async fn continue_watching(
@@ -255,7 +251,7 @@ impl shared::service::Service<crate::app::Resources> for Service {
         ctx: &shared::service::Context,
         resources: &crate::app::Resources,
     ) -> anyhow::Result<shared::service::Running> {
-        let config = ctx.state(config(&ctx.kafka, Some(ctx.endpoint.clone())));
+        let config = ctx.queryable(config(&ctx.kafka));
         let service = Arc::new(
             ResumingService::start(
                 &ctx.kafka,

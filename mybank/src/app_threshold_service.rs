@@ -74,7 +74,8 @@ impl streams::Processor for ThresholdTable {
     }
 }
 
-pub fn config(kafka: &Kafka, endpoint: Option<String>) -> StreamsConfig {
+/// The streams application: `user_settings` in, each user's current threshold in its store.
+pub fn config(kafka: &Kafka) -> StreamsConfig {
     let mut config = StreamsConfig::new(
         kafka,
         APPLICATION_ID,
@@ -83,7 +84,6 @@ pub fn config(kafka: &Kafka, endpoint: Option<String>) -> StreamsConfig {
     );
     // A user waits for this view on every PUT: small batches, short linger.
     config.batch_linger = std::time::Duration::from_millis(2);
-    config.endpoint = endpoint;
     config
 }
 
@@ -207,7 +207,7 @@ fn parse_request(request: &ThresholdRequest) -> Result<Money, ApiError> {
     params(("user" = String, Path)),
     responses(
         (status = 200, body = CurrentThreshold),
-        (status = 307, description = "Another instance holds this user"),
+        shared::http::Routed,
         (status = 404, description = "No threshold set"),
     )
 )]
@@ -232,8 +232,8 @@ pub async fn get_threshold(
     request_body = ThresholdRequest,
     responses(
         (status = 202, description = "ThresholdEnabled or ThresholdChanged published", body = Published),
+        shared::http::Routed,
         (status = 200, description = "Already the threshold: nothing published", body = CurrentThreshold),
-        (status = 307, description = "Another instance holds this user"),
         (status = 400, description = "Not a positive amount, or an unknown currency"),
     )
 )]
@@ -279,8 +279,8 @@ pub async fn put_threshold(
     params(("user" = String, Path)),
     responses(
         (status = 202, description = "ThresholdDisabled published", body = Published),
+        shared::http::Routed,
         (status = 204, description = "No threshold was set: nothing published"),
-        (status = 307, description = "Another instance holds this user"),
     )
 )]
 pub async fn delete_threshold(
@@ -318,7 +318,7 @@ impl shared::service::Service<crate::app::Resources> for Service {
         ctx: &shared::service::Context,
         _: &crate::app::Resources,
     ) -> anyhow::Result<shared::service::Running> {
-        let config = ctx.state(config(&ctx.kafka, Some(ctx.endpoint.clone())));
+        let config = ctx.queryable(config(&ctx.kafka));
         let service =
             Arc::new(AppThresholdService::start(&ctx.kafka, config, ctx.shutdown.clone()).await?);
         let flushed = Arc::clone(&service);

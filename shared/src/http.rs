@@ -157,6 +157,18 @@ pub fn owned<'a>(
     }
 }
 
+/// The answers of [`owned`] besides the value, for a query's OpenAPI `responses(…)`:
+/// `responses((status = 200, body = Profile), Routed, (status = 404, …))`.
+#[derive(utoipa::IntoResponses)]
+pub enum Routed {
+    /// Another instance holds this key: the same request there (`Location`).
+    #[response(status = 307)]
+    Elsewhere,
+    /// Nobody holds the key's partition yet (starting, rebalancing): retry shortly.
+    #[response(status = 503)]
+    Rebalancing,
+}
+
 /// The committed state of one task that runs here: the one [`owned`] routed a key to.
 #[derive(Clone, Copy)]
 pub struct Owned<'a> {

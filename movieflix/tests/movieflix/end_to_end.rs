@@ -200,14 +200,7 @@ async fn an_undecodable_position_is_dead_lettered_and_the_services_keep_going() 
         "{rejected_reason}"
     );
 
-    let metrics = http
-        .get(format!("{}/metrics", app.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = shared::testkit::http::metrics(&http, &app.url()).await;
     assert!(
         metrics.contains("analytics_sink_dead_lettered_total"),
         "{metrics}"

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use mybank::mailer::ALERT_HEADER;
 use mybank::bench::smtp_server::SmtpServer;
+use mybank::mailer::ALERT_HEADER;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 

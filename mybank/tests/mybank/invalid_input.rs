@@ -160,14 +160,7 @@ async fn malformed_records_go_to_the_dead_letter_topics() {
         .unwrap();
     assert_eq!(letters[0].source_topic, alerts);
 
-    let metrics = client()
-        .get(format!("{}/metrics", app.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = shared::testkit::http::metrics(&client(), &app.url()).await;
     assert!(
         metrics.contains("dead_lettered"),
         "dead letters are counted"

@@ -54,6 +54,15 @@ impl Context {
         config.state_dir = self.state_dir.join(&config.application_id);
         config
     }
+
+    /// [`Context::state`], and announced at this process's endpoint: an application whose
+    /// stores answer interactive queries (other instances redirect to it).
+    pub fn queryable(&self, config: StreamsConfig) -> StreamsConfig {
+        StreamsConfig {
+            endpoint: Some(self.endpoint.clone()),
+            ..self.state(config)
+        }
+    }
 }
 
 type StopFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;

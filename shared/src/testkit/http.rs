@@ -1,5 +1,6 @@
 //! HTTP helpers for end-to-end tests: a client with a timeout, requests that answer the status
-//! and the JSON body (`null` when there is none), and waiting until a service serves.
+//! and the JSON body (`null` when there is none), a service's metrics, and waiting until it
+//! serves.
 
 use std::time::Duration;
 
@@ -30,6 +31,21 @@ pub async fn get(client: &reqwest::Client, url: &str) -> (StatusCode, Value) {
 
 pub async fn post(client: &reqwest::Client, url: &str, body: &Value) -> (StatusCode, Value) {
     send(client.post(url).json(body)).await
+}
+
+/// The Prometheus text a service serves at `<url>/metrics`.
+pub async fn metrics(client: &reqwest::Client, url: &str) -> String {
+    let response = client
+        .get(format!("{}/metrics", url.trim_end_matches('/')))
+        .send()
+        .await
+        .expect("the request reaches the service");
+    assert!(
+        response.status().is_success(),
+        "/metrics: {}",
+        response.status()
+    );
+    response.text().await.expect("a text body")
 }
 
 /// Waits until `GET url` answers something other than 503 — an interactive-query route answers
