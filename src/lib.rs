@@ -89,16 +89,22 @@ pub fn lag_table(lag: &GroupLag) -> String {
             ]
         })
         .collect();
-    let mut out = format!(
-        "GROUP {}  state: {}  members: {}\n\n",
-        lag.group,
-        lag.state.as_deref().unwrap_or("unknown"),
-        if lag.members.is_empty() {
-            "none".to_owned()
-        } else {
-            lag.members.join(", ")
-        }
-    );
+    let mut out = match (&lag.state, &lag.not_described) {
+        (Some(state), _) => format!(
+            "GROUP {}  state: {state}  members: {}\n\n",
+            lag.group,
+            if lag.members.is_empty() {
+                "none".to_owned()
+            } else {
+                lag.members.join(", ")
+            }
+        ),
+        (None, reason) => format!(
+            "GROUP {}  state and members: not reported ({})\n\n",
+            lag.group,
+            reason.as_deref().unwrap_or("no answer")
+        ),
+    };
     if rows.is_empty() {
         out.push_str("no committed offsets for this group\n");
     } else {

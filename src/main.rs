@@ -45,9 +45,19 @@ enum Bench {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     shared::telemetry::init();
-    let cli = Cli::parse();
+    // One line of reasons, not a debug dump with a backtrace: the case studies' CLIs do the same.
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Topics => print!("{}", casestudies::topics_table(&cli.kafka.topic_prefix)),
         Command::Broker => {

@@ -79,6 +79,12 @@ impl ShowPosition {
         if self.duration_s == 0 {
             return Err("duration_s must be positive".into());
         }
+        if self.duration_s > MAX_DURATION_S {
+            return Err(format!(
+                "duration_s ({}) is over {MAX_DURATION_S} (a day): not a show's length",
+                self.duration_s
+            ));
+        }
         if self.position_s > self.duration_s {
             return Err(format!(
                 "position_s ({}) is beyond duration_s ({})",
@@ -88,6 +94,10 @@ impl ShowPosition {
         Ok(())
     }
 }
+
+/// The longest a movie or an episode may be, in seconds (a day): `duration_s` and `position_s`
+/// stay within it, as the OpenAPI schema says.
+pub const MAX_DURATION_S: u32 = 86_400;
 
 /// Ids are path segments and store-key parts: 1–64 characters of `[A-Za-z0-9_.:-]`.
 pub fn validate_id(field: &str, id: &str) -> Result<(), String> {
@@ -177,6 +187,11 @@ mod tests {
             position("m001", Some(1), 10),
             position("nope", None, 10),
             position("m001", None, 1001),
+            // As large as a u32 goes, and within its duration: still not a show's length.
+            ShowPosition {
+                duration_s: u32::MAX,
+                ..position("m001", None, u32::MAX)
+            },
             ShowPosition {
                 user_id: "a/b".into(),
                 ..position("m001", None, 1)

@@ -26,7 +26,11 @@ pub struct PositionReport {
     /// Required for a series (1-based across seasons), absent for a movie.
     #[serde(default)]
     pub episode: Option<u32>,
+    /// Seconds into the episode or movie: 0..=`duration_s`.
+    #[schema(minimum = 0, maximum = 86_400)]
     pub position_s: u32,
+    /// Its length in seconds: 1..=86400 (a day).
+    #[schema(minimum = 1, maximum = 86_400)]
     pub duration_s: u32,
     /// When the player was there; defaults to the time the report arrives.
     #[serde(default)]

@@ -47,13 +47,10 @@ impl Resources {
 /// MyBank's options of every serving subcommand.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// The source connector's properties file.
-    #[arg(
-        long,
-        env = "CONNECTOR_CONFIG",
-        default_value = "mybank/config/transactions-source.properties"
-    )]
-    pub config: PathBuf,
+    /// The source connector's properties file (default: the built-in
+    /// `mybank/config/transactions-source.properties`).
+    #[arg(long, env = "CONNECTOR_CONFIG")]
+    pub config: Option<PathBuf>,
     /// The bank's database (overrides the connector's connection.url): sqlite:<file> or
     /// postgres://…; default on the embedded broker or with --data-dir: sqlite:<data dir>/bank.db.
     #[arg(long, env = "DATABASE_URL")]
@@ -90,7 +87,7 @@ impl CaseStudyCli for MyBank {
     }
 
     async fn resources(kafka: &Kafka, dirs: &Dirs, options: &Options) -> anyhow::Result<Resources> {
-        let connector = crate::commands::read_config(&options.config)?;
+        let connector = crate::commands::read_config(options.config.as_deref())?;
         // On the embedded broker, or with a data directory, the bank database lives there too.
         let database_url = options.database_url.clone().or_else(|| {
             (kafka.is_embedded() || dirs.data_given)

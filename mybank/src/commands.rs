@@ -32,12 +32,10 @@ pub struct CoreBankingArgs {
     /// The bank's database (default: the connector's connection.url, i.e. sqlite:bank.db).
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
-    #[arg(
-        long,
-        env = "CONNECTOR_CONFIG",
-        default_value = "mybank/config/transactions-source.properties"
-    )]
-    config: PathBuf,
+    /// The source connector's properties file (default: the built-in
+    /// `mybank/config/transactions-source.properties`).
+    #[arg(long, env = "CONNECTOR_CONFIG")]
+    config: Option<PathBuf>,
     #[arg(long, default_value_t = 50)]
     users: usize,
     /// Transactions per second.
@@ -72,12 +70,10 @@ pub struct DemoArgs {
 
 #[derive(Args, Clone)]
 pub struct BenchArgs {
-    #[arg(
-        long,
-        env = "CONNECTOR_CONFIG",
-        default_value = "mybank/config/transactions-source.properties"
-    )]
-    config: PathBuf,
+    /// The source connector's properties file (default: the built-in
+    /// `mybank/config/transactions-source.properties`).
+    #[arg(long, env = "CONNECTOR_CONFIG")]
+    config: Option<PathBuf>,
     /// Default: a fresh SQLite file.
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
@@ -109,7 +105,7 @@ pub async fn run(
                     duration: args.duration,
                     users: args.users,
                     threshold_eur: args.threshold_eur,
-                    connector: read_config(&args.config)?,
+                    connector: read_config(args.config.as_deref())?,
                     database_url: args.database_url,
                 },
             )
@@ -118,11 +114,20 @@ pub async fn run(
     }
 }
 
-/// The connector's properties file, parsed; the error names the file and the key.
-pub fn read_config(path: &Path) -> anyhow::Result<ConnectorConfig> {
+/// The connector's properties as the binary carries them (`--config` overrides them), so
+/// `mybank` runs from any directory.
+pub const DEFAULT_CONNECTOR_CONFIG: &str = include_str!("../config/transactions-source.properties");
+
+/// The connector's properties: the file `path`, else the built-in ones; the error names the
+/// file and the key.
+pub fn read_config(path: Option<&Path>) -> anyhow::Result<ConnectorConfig> {
+    let Some(path) = path else {
+        return ConnectorConfig::parse(DEFAULT_CONNECTOR_CONFIG)
+            .map_err(|err| anyhow::anyhow!("the built-in connector properties: {err:#}"));
+    };
     let text = std::fs::read_to_string(path).map_err(|err| {
         anyhow::anyhow!(
-            "cannot read the connector properties {}: {err} (run from the repository root, or pass --config)",
+            "cannot read the connector properties {}: {err}",
             path.display()
         )
     })?;
@@ -135,7 +140,7 @@ async fn core_banking_command(
 ) -> anyhow::Result<()> {
     let url = match args.database_url {
         Some(url) => url,
-        None => read_config(&args.config)?.connection_url,
+        None => read_config(args.config.as_deref())?.connection_url,
     };
     let db = Database::connect(&url).await?;
     db.create_schema().await?;
@@ -228,4 +233,26 @@ async fn demo(
     );
     db.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `mybank` run from any directory uses the same properties as the file in the repository.
+    #[test]
+    fn the_built_in_connector_properties_are_the_repository_file() {
+        let file =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("config/transactions-source.properties");
+        let built_in = read_config(None).unwrap();
+        assert_eq!(
+            format!("{built_in:?}"),
+            format!("{:?}", read_config(Some(&file)).unwrap())
+        );
+        let missing = read_config(Some(Path::new("/nonexistent.properties"))).unwrap_err();
+        assert!(
+            missing.to_string().contains("/nonexistent.properties"),
+            "{missing}"
+        );
+    }
 }

@@ -267,11 +267,51 @@ async fn metrics_text() -> impl IntoResponse {
     )
 }
 
-/// Adds what every service router gets: a JSON 404 and request tracing.
+/// Adds what every service router gets: a JSON 404, every other error as JSON too (axum's own
+/// rejections — a bad query string, a wrong method — are plain text or empty), and request
+/// tracing.
 pub fn finish(router: Router) -> Router {
     router
         .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::middleware::map_response(json_errors))
         .layer(TraceLayer::new_for_http())
+}
+
+/// The largest non-JSON error body turned into a JSON `detail` (axum's rejections are short).
+const ERROR_TEXT_LIMIT: usize = 16 * 1024;
+
+/// A 4xx/5xx that is not JSON becomes `{"error": "<reason phrase>", "detail": "<its text>"}`,
+/// keeping the headers a client acts on (`Allow`, `Retry-After`, `Location`).
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, ERROR_TEXT_LIMIT)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let reason = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase();
+    let mut error = ApiError::new(status, reason);
+    if !text.is_empty() {
+        error = error.with_detail(text);
+    }
+    let mut json = error.into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER, header::LOCATION] {
+        if let Some(value) = parts.headers.get(&name) {
+            json.headers_mut().insert(name, value.clone());
+        }
+    }
+    json
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, letting requests in flight end.
@@ -300,8 +340,21 @@ mod tests {
         n: u32,
     }
 
+    #[derive(serde::Deserialize)]
+    struct Limit {
+        #[allow(dead_code)]
+        limit: Option<usize>,
+    }
+
     fn app() -> Router {
-        finish(Router::new().route("/n", post(|Json(_b): Json<Body1>| async { "ok" })))
+        finish(
+            Router::new()
+                .route("/n", post(|Json(_b): Json<Body1>| async { "ok" }))
+                .route(
+                    "/q",
+                    get(|axum::extract::Query(_q): axum::extract::Query<Limit>| async { "ok" }),
+                ),
+        )
     }
 
     async fn call(req: axum::http::Request<Body>) -> (StatusCode, Value) {
@@ -362,5 +415,29 @@ mod tests {
         let (status, body) = call(req).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body["error"], "no such route");
+    }
+
+    #[tokio::test]
+    async fn a_bad_query_string_is_a_json_400() {
+        let req = axum::http::Request::get("/q?limit=-1")
+            .body(Body::empty())
+            .unwrap();
+        let (status, body) = call(req).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"], "bad request");
+        assert!(body["detail"].as_str().unwrap().contains("limit"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_method_is_a_json_405_that_says_what_is_allowed() {
+        let req = axum::http::Request::put("/n").body(Body::empty()).unwrap();
+        let response = app().oneshot(req).await.unwrap();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()[header::ALLOW], "POST");
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["error"], "method not allowed");
     }
 }

@@ -28,8 +28,11 @@ pub struct GroupLag {
     pub group: String,
     /// The group's state as the coordinator reports it (`Stable`, `Empty`, …), if it answered.
     pub state: Option<String>,
-    /// `client_id@host` of each member.
+    /// `client_id@host` of each member (empty if the coordinator did not answer).
     pub members: Vec<String>,
+    /// Why the coordinator did not describe the group (e.g. the embedded mock cluster does not
+    /// implement ListGroups/DescribeGroups); `None` when it did.
+    pub not_described: Option<String>,
     pub partitions: Vec<PartitionLag>,
 }
 
@@ -112,7 +115,7 @@ fn describe(
     partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
 
     // Membership is informative only: not every broker answers DescribeGroups the same way.
-    let (state, members) = match consumer.fetch_group_list(Some(group), TIMEOUT) {
+    let (state, members, not_described) = match consumer.fetch_group_list(Some(group), TIMEOUT) {
         Ok(list) => match list.groups().first() {
             Some(g) => (
                 Some(g.state().to_owned()),
@@ -120,18 +123,30 @@ fn describe(
                     .iter()
                     .map(|m| format!("{}@{}", m.client_id(), m.client_host()))
                     .collect(),
+                None,
             ),
-            None => (None, Vec::new()),
+            None => (
+                None,
+                Vec::new(),
+                Some("the coordinator knows no such group".into()),
+            ),
         },
         Err(err) => {
             tracing::debug!(%err, "group description unavailable");
-            (None, Vec::new())
+            let reason = match err.rdkafka_error_code() {
+                Some(rdkafka::types::RDKafkaErrorCode::UnsupportedFeature) => {
+                    "this broker does not answer ListGroups/DescribeGroups (the embedded mock cluster does not)".to_owned()
+                }
+                _ => err.to_string(),
+            };
+            (None, Vec::new(), Some(reason))
         }
     };
     Ok(GroupLag {
         group: group.to_owned(),
         state,
         members,
+        not_described,
         partitions,
     })
 }

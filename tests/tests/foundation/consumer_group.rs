@@ -2,7 +2,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shared::testkit::TestKafka;
+use shared::testkit::{Backend, TestKafka};
 use shared::{ConsumerLoop, ConsumerOptions, EventProducer, HandlerError, Record};
 use tests::{PINGS, Ping};
 use tokio_util::sync::CancellationToken;
@@ -113,6 +113,30 @@ async fn two_members_split_the_partitions_and_one_takes_all_when_the_other_leave
         }
     })
     .await;
+    // …and the group as the coordinator describes it: one member, `a`, in a stable group; a
+    // broker that cannot describe groups (the mock cluster) is said to, not shown as "none".
+    let lag = shared::lag::group_lag(kafka.kafka(), &group, None)
+        .await
+        .unwrap();
+    let table = casestudies::lag_table(&lag);
+    match kafka.backend() {
+        Backend::Embedded => {
+            assert!(
+                table.contains("not reported (this broker does not answer"),
+                "{table}"
+            );
+        }
+        Backend::Apache | Backend::Testcontainers => {
+            assert_eq!(lag.state.as_deref(), Some("Stable"), "{table}");
+            assert_eq!(lag.members.len(), 1, "{table}");
+            assert!(table.contains("state: Stable"), "{table}");
+        }
+        // Other brokers: described, or said not to be.
+        _ => assert!(
+            lag.state.is_some() || lag.not_described.is_some(),
+            "{table}"
+        ),
+    }
     a_stop.cancel();
     a_task.await.unwrap().unwrap();
 }
