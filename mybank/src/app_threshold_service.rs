@@ -18,6 +18,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use rdkafka::message::{Header, OwnedHeaders};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use shared::consumer::HandlerError;
 use shared::http::{ApiError, Json, QueryError};
 use shared::streams::{self, ProcessorContext, StreamsConfig, StreamsHandle};
@@ -87,11 +88,12 @@ pub fn config(kafka: &Kafka) -> StreamsConfig {
     config
 }
 
-/// `PUT` body: the amount as decimal text (`"1000.50"`) or a JSON number.
+/// `PUT` body: the amount as decimal text (`"1000.50"`) or a plain JSON number (`1000.5`; no
+/// exponent: it is read as written, never through a float).
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 pub struct ThresholdRequest {
     #[schema(value_type = String, example = "1000.00")]
-    pub amount: Value,
+    pub amount: Box<RawValue>,
     #[schema(example = "EUR")]
     pub currency: String,
 }
@@ -187,12 +189,14 @@ impl AppThresholdService {
 }
 
 fn parse_request(request: &ThresholdRequest) -> Result<Money, ApiError> {
-    let amount = match &request.amount {
-        Value::String(text) => text.clone(),
-        Value::Number(number) => number.to_string(),
-        other => {
+    let raw = request.amount.get();
+    let amount = match serde_json::from_str::<Value>(raw) {
+        Ok(Value::String(text)) => text,
+        // The number's text as sent: `1e9` or `1000.0000001` are refused, not rounded.
+        Ok(Value::Number(_)) => raw.to_owned(),
+        _ => {
             return Err(ApiError::bad_request(format!(
-                "amount must be a decimal number or a string like \"1000.00\", got {other}"
+                "amount must be a decimal number or a string like \"1000.00\", got {raw}"
             )));
         }
     };

@@ -46,12 +46,21 @@ impl Money {
             let known: Vec<&str> = CURRENCIES.iter().map(|(c, _)| *c).collect();
             format!("unknown currency {currency:?} (one of {known:?})")
         })?;
-        let text = amount.trim();
+        let text = amount;
         let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
         let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        if !digits(whole) || !(fraction.is_empty() || digits(fraction)) || text.ends_with('.') {
+        let decimal = |whole: &str| {
+            digits(whole) && (fraction.is_empty() || digits(fraction)) && !text.ends_with('.')
+        };
+        if let Some(positive) = whole.strip_prefix('-')
+            && decimal(positive)
+        {
+            return Err(format!("amount must be greater than 0, got {amount:?}"));
+        }
+        if !decimal(whole) {
             return Err(format!(
-                "amount {amount:?} is not a decimal number (e.g. \"1000.50\")"
+                "amount {amount:?} is not a decimal number: digits with an optional '.' and \
+                 decimals, no sign, exponent or spaces (e.g. \"1000.50\")"
             ));
         }
         if fraction.len() > exp as usize {
@@ -134,12 +143,24 @@ mod tests {
             ("10", "XYZ"),
             ("10", "usd"),
             ("99999999999999999999", "USD"),
+            (" 12 ", "USD"),
+            ("12 ", "USD"),
+            ("+12", "USD"),
         ] {
             assert!(
                 Money::parse(amount, currency).is_err(),
                 "{amount:?} {currency:?} should be rejected"
             );
         }
+    }
+
+    /// The message says what is wrong: a negative amount is not "not a decimal number".
+    #[test]
+    fn says_why() {
+        let negative = Money::parse("-5", "EUR").unwrap_err();
+        assert!(negative.contains("greater than 0"), "{negative}");
+        let spaced = Money::parse(" 12 ", "EUR").unwrap_err();
+        assert!(spaced.contains("spaces"), "{spaced}");
     }
 
     #[test]

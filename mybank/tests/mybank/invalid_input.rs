@@ -18,8 +18,9 @@ async fn invalid_thresholds_are_rejected_with_the_reason() {
     for (body, why) in [
         (json!({"amount": "0", "currency": "EUR"}), "greater than 0"),
         (json!({"amount": 0, "currency": "EUR"}), "greater than 0"),
-        (json!({"amount": "-5", "currency": "EUR"}), "not a decimal"),
-        (json!({"amount": -5, "currency": "EUR"}), "not a decimal"),
+        (json!({"amount": "-5", "currency": "EUR"}), "greater than 0"),
+        (json!({"amount": -5, "currency": "EUR"}), "greater than 0"),
+        (json!({"amount": " 12 ", "currency": "EUR"}), "spaces"),
         (json!({"amount": "abc", "currency": "EUR"}), "not a decimal"),
         (json!({"amount": "1e3", "currency": "EUR"}), "not a decimal"),
         (json!({"amount": "10.001", "currency": "EUR"}), "decimals"),
@@ -42,6 +43,25 @@ async fn invalid_thresholds_are_rejected_with_the_reason() {
         assert!(
             message.contains(why),
             "{body}: {message:?} should say {why:?}"
+        );
+    }
+    // Numbers are read as written: an exponent is refused, not turned into 1000000000.0.
+    for raw in [
+        r#"{"amount": 1e9, "currency": "EUR"}"#,
+        r#"{"amount": 1E3, "currency": "EUR"}"#,
+        r#"{"amount": 100.5e0, "currency": "EUR"}"#,
+    ] {
+        let (status, answer) = send(
+            client()
+                .put(url("alice"))
+                .header("content-type", "application/json")
+                .body(raw),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{raw} → {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains("not a decimal"),
+            "{answer}"
         );
     }
     let (status, answer) = send(
