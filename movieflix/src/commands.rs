@@ -144,9 +144,19 @@ async fn demo(
         Arc::clone(&stats),
         stop.clone(),
     ));
-    crate::demo::report(&process, stats, args.viewers, args.every, stop.clone()).await;
+    let sink = process.get::<shared::analytics::SinkStats>();
+    crate::demo::report(
+        &process,
+        Arc::clone(&stats),
+        args.viewers,
+        args.every,
+        stop.clone(),
+    )
+    .await;
     simulation.await??;
+    // Stopping flushes the sink: the totals below are final.
     process.stop().await?;
+    println!("{}", crate::demo::totals(&stats, sink.as_deref()));
     println!(
         "movieflix demo stopped; Parquet files are in {}",
         analytics.display()

@@ -107,3 +107,23 @@ pub async fn report(
         println!("{}", lines.join("\n"));
     }
 }
+
+/// The run's final counts, printed once everything has stopped (the sink has flushed).
+pub fn totals(stats: &SimulatorStats, sink: Option<&SinkStats>) -> String {
+    let mut line = format!(
+        "final: {} positions accepted, {} rejected, {} failed · {} shows resumed, {} episodes finished",
+        stats.sent.load(Ordering::Relaxed),
+        stats.rejected.load(Ordering::Relaxed),
+        stats.failed.load(Ordering::Relaxed),
+        stats.resumed.load(Ordering::Relaxed),
+        stats.episodes_finished.load(Ordering::Relaxed),
+    );
+    if let Some(sink) = sink {
+        line.push_str(&format!(
+            " · analytics {} rows in {} Parquet files",
+            sink.rows.get(),
+            sink.files.get()
+        ));
+    }
+    line
+}

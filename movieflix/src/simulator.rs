@@ -83,6 +83,7 @@ pub async fn run(
             catalog: Arc::clone(&catalog),
             stats: Arc::clone(&stats),
             taste: Vec::new(),
+            unfinished: Vec::new(),
         };
         let shutdown = shutdown.clone();
         viewers.spawn(async move {
@@ -106,7 +107,13 @@ struct Viewer {
     catalog: Arc<Catalog>,
     stats: Arc<SimulatorStats>,
     taste: Vec<&'static str>,
+    /// Shows the viewer stopped before the end, most recent last: half the time they come back
+    /// to one, and the resuming service says where they were.
+    unfinished: Vec<String>,
 }
+
+/// How many unfinished shows a viewer remembers.
+const UNFINISHED: usize = 3;
 
 impl Viewer {
     async fn live(mut self) {
@@ -117,12 +124,20 @@ impl Viewer {
             let show = self.pick_show();
             let (mut episode, mut position) = self.where_to_start(&show).await;
             // Watch episodes of this show until the viewer moves on.
-            loop {
+            let done = loop {
                 let finished = self.play(&show, episode, position).await;
                 position = 0;
                 match show.next_episode(episode) {
                     Some(next) if finished && self.rng.random_bool(0.8) => episode = Some(next),
-                    _ => break,
+                    None if finished => break true,
+                    _ => break false,
+                }
+            };
+            self.unfinished.retain(|id| *id != show.id);
+            if !done {
+                self.unfinished.push(show.id.clone());
+                if self.unfinished.len() > UNFINISHED {
+                    self.unfinished.remove(0);
                 }
             }
             // Browse a little before the next show.
@@ -136,8 +151,15 @@ impl Viewer {
         self.options.interval * n
     }
 
-    /// 80 % of the time a show of the viewer's two favourite genres (popular ones more often).
+    /// Half the time a show the viewer left unfinished; else, 80 % of the time, a show of the
+    /// viewer's two favourite genres (popular ones more often).
     fn pick_show(&mut self) -> Show {
+        if !self.unfinished.is_empty() && self.rng.random_bool(0.5) {
+            let id = &self.unfinished[self.rng.random_range(0..self.unfinished.len())];
+            if let Some(show) = self.catalog.get(id) {
+                return show.clone();
+            }
+        }
         let pool: Vec<&Show> = if self.rng.random_bool(0.8) {
             let genre = self.taste[self.rng.random_range(0..self.taste.len())];
             self.catalog.by_genre(genre).into_iter().take(25).collect()
