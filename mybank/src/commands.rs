@@ -198,6 +198,26 @@ async fn demo(
     });
     let connector = app.get::<ConnectorStats>();
     let notifications = app.get::<NotificationService>();
+    // The counters outlive the services (prometheus counters are shared handles): the last
+    // line is read after everything stopped, so it is the final count.
+    let produced = connector.as_ref().map(|c| c.produced.clone());
+    let counts = notifications.as_ref().map(|n| {
+        (
+            n.stats.notifications.clone(),
+            n.stats.emails.clone(),
+            n.stats.duplicates.clone(),
+        )
+    });
+    drop((connector, notifications));
+    let summary = |rows: i64| {
+        let (notified, emails, duplicates) = counts
+            .as_ref()
+            .map_or((0, 0, 0), |(n, e, d)| (n.get(), e.get(), d.get()));
+        format!(
+            "rows in the bank {rows:>6} | bank_transactions {:>6} | alerts notified {notified:>4}, e-mailed {emails:>4}, duplicates dropped {duplicates}",
+            produced.as_ref().map_or(0, |p| p.get()),
+        )
+    };
     let started = tokio::time::Instant::now();
     let mut ticker = tokio::time::interval(args.every);
     ticker.tick().await;
@@ -206,18 +226,10 @@ async fn demo(
             () = stop.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        let rows = db.count().await?;
-        let produced = connector.as_ref().map_or(0, |s| s.produced.get());
-        let (notified, emails, duplicates) = notifications.as_ref().map_or((0, 0, 0), |n| {
-            (
-                n.stats.notifications.get(),
-                n.stats.emails.get(),
-                n.stats.duplicates.get(),
-            )
-        });
         println!(
-            "t+{:>3}s  rows in the bank {rows:>6} | bank_transactions {produced:>6} | alerts notified {notified:>4}, e-mailed {emails:>4}, duplicates dropped {duplicates}",
-            started.elapsed().as_secs()
+            "t+{:>3}s  {}",
+            started.elapsed().as_secs(),
+            summary(db.count().await?)
         );
         if args.duration.is_some_and(|d| started.elapsed() >= d) {
             stop.cancel();
@@ -225,8 +237,16 @@ async fn demo(
         }
     }
     let inserted = bank.await??;
-    drop((connector, notifications));
+    // The bank has stopped inserting; let the connector copy its last rows before stopping.
+    let rows = db.count().await?;
+    let caught_up = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while produced.as_ref().is_some_and(|p| (p.get() as i64) < rows)
+        && tokio::time::Instant::now() < caught_up
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     app.stop().await?;
+    println!("final   {}", summary(rows));
     println!(
         "core banking inserted {inserted} transactions; e-mails in {}",
         dirs.data.join("outbox").display()
