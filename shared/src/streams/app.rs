@@ -132,6 +132,14 @@ pub async fn start<P: Processor>(
         );
     }
     let input_partitions = provision_internal_topics(kafka, &config).await?;
+    // Checkpoints hold input offsets of the cluster they came from: on another cluster the
+    // state directory is discarded, and the state rebuilt from this cluster's changelogs.
+    let cluster = crate::cluster::identity(kafka).await?;
+    crate::cluster::bind_dir(
+        &config.state_dir,
+        &cluster,
+        &format!("streams application {}", config.application_id),
+    )?;
     let stats = Arc::new(StreamsStats::new(&config.application_id));
     let reader = StoreReader {
         stores: Arc::new(config.stores.clone()),
