@@ -5,12 +5,15 @@
 //! * `casestudies lag --group G` — a consumer group's lag per partition ([`lag_table`]);
 //! * `casestudies bench streams` — the streams runtime's throughput and restore rate ([`bench`]).
 //!
-//! Each case study stays independent: this crate only gathers their `topics::ALL`.
+//! Each case study stays independent: this crate only gathers their `topics::ALL` and their
+//! streams applications ([`all_streams`]).
 
 pub mod bench;
 
-use shared::TopicSpec;
 use shared::lag::GroupLag;
+use shared::service::cli::CaseStudyCli;
+use shared::streams::StreamsConfig;
+use shared::{Kafka, TopicSpec};
 
 /// Every case study and its topics, in the order of the course.
 pub const CASE_STUDIES: &[(&str, &[TopicSpec])] = &[
@@ -31,6 +34,43 @@ pub fn all_topics() -> Vec<TopicSpec> {
         .iter()
         .flat_map(|(_, specs)| specs.iter().copied())
         .collect()
+}
+
+/// The streams applications of every service of every case study, named under `kafka`'s prefix.
+pub fn all_streams(kafka: &Kafka) -> Vec<StreamsConfig> {
+    let mut all = movieflix::app::MovieFlix::case_study().streams(kafka);
+    all.extend(gettaxi::app::GetTaxi::case_study().streams(kafka));
+    all.extend(mysocialmedia::app::MySocialMedia::case_study().streams(kafka));
+    all.extend(mybank::app::MyBank::case_study().streams(kafka));
+    all.extend(ingestion::app::Ingestion::case_study().streams(kafka));
+    all.extend(logging::app::Logging::case_study().streams(kafka));
+    all
+}
+
+/// What [`provision_broker`] created or found.
+#[derive(Debug, Default)]
+pub struct BrokerTopics {
+    /// Topics of the six case studies, with their dead-letter topics.
+    pub topics: usize,
+    /// Changelog, repartition and instances topics of their streams applications.
+    pub internal: usize,
+}
+
+/// What `casestudies broker` does once its embedded broker runs: provisions every topic of the
+/// six case studies, then every internal topic of every streams application (the mock cluster
+/// ignores `CreateTopics` from other processes, so services started elsewhere cannot create
+/// them), each with its input's partition count.
+pub async fn provision_broker(kafka: &Kafka) -> anyhow::Result<BrokerTopics> {
+    let report = shared::provision(kafka, &all_topics()).await?;
+    let mut topics = BrokerTopics {
+        topics: report.created.len() + report.existing.len(),
+        internal: 0,
+    };
+    for config in all_streams(kafka) {
+        shared::streams::app::provision_internal_topics(kafka, &config).await?;
+        topics.internal += shared::streams::internal_topics(&config, 1).len();
+    }
+    Ok(topics)
 }
 
 /// The `casestudies topics` table: one row per topic, with its full name under `prefix`.

@@ -1,7 +1,7 @@
 //! `casestudies`: the umbrella CLI. See the crate docs of `casestudies` and the README.
 
 use clap::{Parser, Subcommand};
-use shared::{Kafka, KafkaArgs, provision};
+use shared::{Kafka, KafkaArgs};
 
 #[derive(Parser)]
 #[command(
@@ -21,8 +21,9 @@ enum Command {
     /// Every topic of the six case studies: name, key, partitions, retention, cleanup, who
     /// produces and who consumes.
     Topics,
-    /// Start the embedded broker alone, provision every topic, print its address, run until
-    /// Ctrl-C (services in other terminals then use KAFKA_BOOTSTRAP_SERVERS=<address>).
+    /// Start the embedded broker alone, provision every topic (and every streams application's
+    /// internal topics), print its address, run until Ctrl-C (services in other terminals then
+    /// use KAFKA_BOOTSTRAP_SERVERS=<address>).
     Broker,
     /// Benchmarks (run with --release): `bench streams` measures the streams runtime.
     #[command(subcommand)]
@@ -71,13 +72,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ..cli.kafka
             };
             let kafka = Kafka::connect(&args)?;
-            let report = provision(&kafka, &casestudies::all_topics()).await?;
+            let provisioned = casestudies::provision_broker(&kafka).await?;
             let address = kafka.bootstrap_servers();
             println!("embedded Kafka broker (librdkafka mock cluster) is running");
             println!("bootstrap servers: {address}");
             println!(
-                "topics provisioned: {}",
-                report.created.len() + report.existing.len()
+                "topics provisioned: {} of the case studies, {} internal topics of their streams applications",
+                provisioned.topics, provisioned.internal
             );
             println!();
             println!("  inspect:     kcat -b {address} -L");

@@ -382,6 +382,9 @@ impl shared::service::Service<crate::app::Resources> for Service {
     fn about(&self) -> &'static str {
         "show_position → profiles → recommendations (streams)."
     }
+    fn streams(&self, kafka: &Kafka) -> Vec<StreamsConfig> {
+        vec![config(kafka)]
+    }
     async fn start(
         &self,
         ctx: &shared::service::Context,

@@ -187,6 +187,9 @@ impl shared::service::Service<crate::app::Resources> for Service {
     fn about(&self) -> &'static str {
         "recommendations → GET /v1/users/{user}/recommendations."
     }
+    fn streams(&self, kafka: &Kafka) -> Vec<StreamsConfig> {
+        vec![config(kafka)]
+    }
     async fn start(
         &self,
         ctx: &shared::service::Context,

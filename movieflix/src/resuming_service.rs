@@ -246,6 +246,9 @@ impl shared::service::Service<crate::app::Resources> for Service {
     fn about(&self) -> &'static str {
         "show_position → latest position per viewer and show; GET …/resume/{show}."
     }
+    fn streams(&self, kafka: &Kafka) -> Vec<StreamsConfig> {
+        vec![config(kafka)]
+    }
     async fn start(
         &self,
         ctx: &shared::service::Context,

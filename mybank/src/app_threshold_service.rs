@@ -317,6 +317,9 @@ impl shared::service::Service<crate::app::Resources> for Service {
     fn about(&self) -> &'static str {
         "PUT/DELETE /v1/users/{user}/alert-threshold → user_settings."
     }
+    fn streams(&self, kafka: &Kafka) -> Vec<StreamsConfig> {
+        vec![config(kafka)]
+    }
     async fn start(
         &self,
         ctx: &shared::service::Context,

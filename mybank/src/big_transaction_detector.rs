@@ -267,6 +267,9 @@ impl shared::service::Service<crate::app::Resources> for Service {
     fn about(&self) -> &'static str {
         "bank_transactions ⋈ threshold history → user_alerts (streams)."
     }
+    fn streams(&self, kafka: &Kafka) -> Vec<StreamsConfig> {
+        vec![config(kafka)]
+    }
     async fn start(
         &self,
         ctx: &shared::service::Context,

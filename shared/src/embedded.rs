@@ -17,6 +17,12 @@ use std::thread::JoinHandle;
 use anyhow::{Context, anyhow};
 use rdkafka::mocking::MockCluster;
 
+/// A topic every embedded broker creates at start, holding one record: a random id of this
+/// broker's life (its *incarnation*). The mock cluster's own cluster id is made from a memory
+/// address, which a later cluster may reuse, and it starts empty every time: local state is tied
+/// to the incarnation instead ([`crate::cluster`]).
+pub const INCARNATION_TOPIC: &str = "__embedded_broker_incarnation";
+
 /// Brokers in the embedded cluster: three, so replication and leaders look like production.
 pub const EMBEDDED_BROKERS: i32 = 3;
 
@@ -32,6 +38,8 @@ enum Command {
 /// A running mock cluster. Dropping it stops the cluster.
 pub struct EmbeddedBroker {
     bootstrap: String,
+    /// A random id of this broker's life, also the one record of [`INCARNATION_TOPIC`].
+    incarnation: String,
     commands: Option<mpsc::Sender<Command>>,
     owner: Option<JoinHandle<()>>,
 }
@@ -81,15 +89,44 @@ impl EmbeddedBroker {
         let bootstrap = ready_rx
             .recv()
             .context("the embedded broker thread died while starting")??;
-        tracing::info!(
-            bootstrap_servers = %bootstrap,
-            "embedded Kafka broker (librdkafka mock cluster) listening; inspect it with `kcat -b {bootstrap} -L`"
-        );
-        Ok(EmbeddedBroker {
+        let incarnation = uuid::Uuid::new_v4().to_string();
+        let broker = EmbeddedBroker {
             bootstrap,
+            incarnation,
             commands: Some(commands),
             owner: Some(owner),
-        })
+        };
+        broker.create_topic(INCARNATION_TOPIC, 1, 1)?;
+        broker.record_incarnation()?;
+        let bootstrap = broker.bootstrap.clone();
+        tracing::info!(
+            bootstrap_servers = %bootstrap, incarnation = %broker.incarnation,
+            "embedded Kafka broker (librdkafka mock cluster) listening; inspect it with `kcat -b {bootstrap} -L`"
+        );
+        Ok(broker)
+    }
+
+    /// Writes the incarnation to [`INCARNATION_TOPIC`], for clients in other processes.
+    fn record_incarnation(&self) -> anyhow::Result<()> {
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        let producer: BaseProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .context("a producer for the incarnation record")?;
+        producer
+            .send(BaseRecord::<(), str>::to(INCARNATION_TOPIC).payload(&self.incarnation))
+            .map_err(|(err, _)| {
+                anyhow!("cannot record the embedded broker's incarnation: {err}")
+            })?;
+        producer
+            .flush(std::time::Duration::from_secs(10))
+            .context("cannot record the embedded broker's incarnation")?;
+        Ok(())
+    }
+
+    /// This broker's incarnation (see [`INCARNATION_TOPIC`]).
+    pub fn incarnation(&self) -> &str {
+        &self.incarnation
     }
 
     /// `host:port,...` of the mock brokers.

@@ -28,6 +28,7 @@
 //! The delivery guarantee is at-least-once everywhere; see `docs/ARCHITECTURE.md`.
 
 pub mod analytics;
+pub mod cluster;
 pub mod config;
 pub mod consumer;
 pub mod dlq;

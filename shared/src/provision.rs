@@ -6,6 +6,10 @@
 //! keys to other partitions and breaks per-key order), but logged as a warning and reported.
 //!
 //! The embedded mock cluster ignores `CreateTopics`, so there topics go through the mock API.
+//! A mock cluster of *another* process (`casestudies broker`) cannot be reached that way: it
+//! creates every topic the case studies need when it starts, and provisioning against it fails
+//! at once, naming the topics, when one is missing (rather than waiting for a `CreateTopics`
+//! answer that never comes).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -81,6 +85,21 @@ pub async fn provision_physical(
             embedded.create_topic(&topic.name, topic.partitions, replication)?;
         }
     } else {
+        let names: Vec<&str> = missing.iter().map(|t| t.name.as_str()).collect();
+        if is_mock_cluster(&admin).await? {
+            bail!(
+                "topics missing on {}: {names:?}. That broker is an embedded broker (librdkafka \
+                 mock cluster) of another process, which ignores CreateTopics: only the process \
+                 that runs it creates topics. Start it with `casestudies broker` (it creates \
+                 every topic of the case studies and of their streams applications)",
+                kafka.bootstrap_servers()
+            );
+        }
+        tracing::info!(
+            topics = ?names,
+            bootstrap_servers = kafka.bootstrap_servers(),
+            "creating topics (CreateTopics); waiting up to 30 s for the broker's answer"
+        );
         let retention: Vec<String> = missing
             .iter()
             .map(|t| t.retention.as_ms().to_string())
@@ -100,7 +119,7 @@ pub async fn provision_physical(
                 &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
             )
             .await
-            .context("CreateTopics request failed")?;
+            .with_context(|| format!("CreateTopics request for {names:?} failed"))?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -117,6 +136,32 @@ pub async fn provision_physical(
         report.created.push(topic.name.clone());
     }
     Ok(report)
+}
+
+/// Whether the cluster is a librdkafka mock cluster (its cluster id reads `mockCluster…`).
+pub async fn is_mock_cluster(
+    admin: &Arc<AdminClient<DefaultClientContext>>,
+) -> anyhow::Result<bool> {
+    Ok(cluster_id(admin)
+        .await?
+        .is_some_and(|id| id.starts_with(MOCK_CLUSTER_ID_PREFIX)))
+}
+
+/// How librdkafka's mock cluster names itself in metadata: `mockCluster<address>`.
+pub const MOCK_CLUSTER_ID_PREFIX: &str = "mockCluster";
+
+/// The cluster id from metadata (`None` from brokers too old to report one).
+pub async fn cluster_id(
+    admin: &Arc<AdminClient<DefaultClientContext>>,
+) -> anyhow::Result<Option<String>> {
+    let admin = Arc::clone(admin);
+    // librdkafka's call blocks (a Metadata request): keep it off the async workers.
+    Ok(
+        tokio::task::spawn_blocking(move || {
+            admin.inner().fetch_cluster_id(Duration::from_secs(10))
+        })
+        .await?,
+    )
 }
 
 /// The configuration of `topics` as the broker describes it: `(topic, [(name, value)])`.

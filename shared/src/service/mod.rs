@@ -133,6 +133,11 @@ pub trait Service<R>: Send + Sync + 'static {
     fn about(&self) -> &'static str;
     /// Starts the service; returns once it runs (its routes are served right after).
     async fn start(&self, ctx: &Context, resources: &R) -> anyhow::Result<Running>;
+    /// The streams applications this service runs (none by default): `casestudies broker`
+    /// creates their internal topics, for services started in other processes.
+    fn streams(&self, _kafka: &Kafka) -> Vec<StreamsConfig> {
+        Vec::new()
+    }
 }
 
 /// A case study as the scaffold sees it: its topics (provisioned at start), its services in the
@@ -168,6 +173,14 @@ impl<R: 'static> CaseStudy<R> {
             .filter(|s| names.is_empty() || names.iter().any(|n| n == s.name()))
             .map(|s| s.as_ref())
             .collect())
+    }
+
+    /// The streams applications of every service ([`Service::streams`]).
+    pub fn streams(&self, kafka: &Kafka) -> Vec<StreamsConfig> {
+        self.services
+            .iter()
+            .flat_map(|s| s.streams(kafka))
+            .collect()
     }
 
     pub fn service_names(&self) -> Vec<&'static str> {

@@ -40,16 +40,13 @@ use crate::dlq;
 use crate::kafka::Kafka;
 use crate::topics::{Cleanup, PhysicalTopic, Retention};
 
-/// Creates the changelog topics (compacted, partitioned like the largest input) and the
-/// instances topic; returns the input partition count.
-pub async fn provision_internal_topics(
-    kafka: &Kafka,
+/// The partition count of an application's tasks: that of its largest input (repartition
+/// topics excluded: they are created with this count), from `counts` (topic → partitions).
+pub fn input_partitions(
     config: &StreamsConfig,
+    counts: &std::collections::HashMap<String, i32>,
 ) -> anyhow::Result<i32> {
-    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-        kafka.client_config().create()?;
-    let (_, counts) = crate::provision::partition_counts(&Arc::new(admin)).await?;
-    let partitions = config
+    Ok(config
         .inputs
         .iter()
         .filter(|t| !config.repartitions.contains(t))
@@ -62,7 +59,14 @@ pub async fn provision_internal_topics(
         .collect::<anyhow::Result<Vec<i32>>>()?
         .into_iter()
         .max()
-        .unwrap_or(1);
+        .unwrap_or(1))
+}
+
+/// Every internal topic of an application whose tasks number `partitions`: a compacted
+/// changelog per store and each repartition topic, with `partitions` partitions, and the
+/// instances topic (one partition). What `casestudies broker` creates for every application of
+/// every case study, and what [`provision_internal_topics`] creates at start.
+pub fn internal_topics(config: &StreamsConfig, partitions: i32) -> Vec<PhysicalTopic> {
     let mut topics: Vec<PhysicalTopic> = config
         .stores
         .iter()
@@ -85,10 +89,25 @@ pub async fn provision_internal_topics(
         retention: Retention::Forever,
         cleanup: Cleanup::Compact,
     });
+    topics
+}
+
+/// Creates the internal topics ([`internal_topics`]) with the inputs' partition count (read
+/// from the cluster); returns that count. An existing changelog or repartition topic with fewer
+/// partitions fails: state would be lost.
+pub async fn provision_internal_topics(
+    kafka: &Kafka,
+    config: &StreamsConfig,
+) -> anyhow::Result<i32> {
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        kafka.client_config().create()?;
+    let (_, counts) = crate::provision::partition_counts(&Arc::new(admin)).await?;
+    let partitions = input_partitions(config, &counts)?;
+    let topics = internal_topics(config, partitions);
     let report = crate::provision::provision_physical(kafka, &topics).await?;
     if let Some((topic, have, want)) = report.under_partitioned.first() {
         bail!(
-            "changelog {topic} has {have} partitions but the input has {want}: state would be lost; delete it or fix the input"
+            "{topic} has {have} partitions but the input has {want}: state would be lost; delete it or fix the input"
         );
     }
     Ok(partitions)
@@ -113,6 +132,14 @@ pub async fn start<P: Processor>(
         );
     }
     let input_partitions = provision_internal_topics(kafka, &config).await?;
+    // Checkpoints hold input offsets of the cluster they came from: on another cluster the
+    // state directory is discarded, and the state rebuilt from this cluster's changelogs.
+    let cluster = crate::cluster::identity(kafka).await?;
+    crate::cluster::bind_dir(
+        &config.state_dir,
+        &cluster,
+        &format!("streams application {}", config.application_id),
+    )?;
     let stats = Arc::new(StreamsStats::new(&config.application_id));
     let reader = StoreReader {
         stores: Arc::new(config.stores.clone()),

@@ -41,7 +41,7 @@ pub mod topn;
 pub mod window;
 pub mod windowed;
 
-pub use app::start;
+pub use app::{internal_topics, start};
 pub use context::ProcessorContext;
 pub use guarantee::Guarantee;
 pub use instances::Route;

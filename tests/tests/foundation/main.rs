@@ -10,5 +10,6 @@ mod http_ops;
 mod provisioning;
 mod round_trip;
 mod scaffold;
+mod standalone_broker;
 
 pub use tests::eventually;

@@ -3,6 +3,7 @@
 mod global_table;
 mod join;
 mod kill;
+mod new_cluster;
 mod punctuation;
 mod queries;
 mod rebalance;
