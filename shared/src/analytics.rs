@@ -141,14 +141,16 @@ pub struct SinkStats {
     pub files: Counter,
     /// Records skipped because a file already held them (re-read after a crash).
     pub skipped: Counter,
+    /// Dead letters acknowledged (in-process; on `/metrics` they are
+    /// `kafka_records_dead_lettered_total{application=<group>}`, see [`crate::dlq`]).
     pub dead_lettered: Counter,
 }
 
 impl SinkStats {
     fn new(sink: &str) -> Self {
-        static FAMILIES: OnceLock<[Family<SinkLabels, Counter>; 4]> = OnceLock::new();
+        static FAMILIES: OnceLock<[Family<SinkLabels, Counter>; 3]> = OnceLock::new();
         let families = FAMILIES.get_or_init(|| {
-            let families: [Family<SinkLabels, Counter>; 4] = Default::default();
+            let families: [Family<SinkLabels, Counter>; 3] = Default::default();
             for (family, (name, help)) in families.iter().zip([
                 (
                     "analytics_sink_rows",
@@ -159,10 +161,6 @@ impl SinkStats {
                     "analytics_sink_skipped",
                     "Records skipped: already in a file (re-read after a crash)",
                 ),
-                (
-                    "analytics_sink_dead_lettered",
-                    "Undecodable records sent to the dead-letter topic",
-                ),
             ]) {
                 crate::metrics::register(name, help, family.clone());
             }
@@ -171,14 +169,14 @@ impl SinkStats {
         let labels = SinkLabels {
             sink: sink.to_owned(),
         };
-        let [rows, files, skipped, dead_lettered] = families
+        let [rows, files, skipped] = families
             .each_ref()
             .map(|f| f.get_or_create(&labels).clone());
         SinkStats {
             rows,
             files,
             skipped,
-            dead_lettered,
+            dead_lettered: Counter::default(),
         }
     }
 }
@@ -347,25 +345,17 @@ impl<R: AnalyticsRow> Sink<R> {
         let row = match crate::consumer::decode::<R>(&message) {
             Ok(record) => Some(record.value),
             Err(reason) => {
-                dlq::warn(&message, DeadLetterKind::Decode, &reason);
+                let letter = dlq::Letter::new(
+                    &message,
+                    &self.config.group_id,
+                    DeadLetterKind::Decode,
+                    &reason,
+                );
                 // Acknowledged before the offset can be committed with the next file.
                 self.runtime
-                    .block_on(dlq::dead_letter(
-                        &self.producer,
-                        &message,
-                        DeadLetterKind::Decode,
-                        &reason,
-                    ))
+                    .block_on(dlq::send(&self.producer, &letter))
                     .context("dead-lettering an undecodable record")?;
                 self.stats.dead_lettered.inc();
-                crate::metrics::client()
-                    .dead_lettered
-                    .get_or_create(&crate::metrics::DeadLetterLabels {
-                        topic: message.topic().to_owned(),
-                        group: self.config.group_id.clone(),
-                        reason: DeadLetterKind::Decode.as_str().to_owned(),
-                    })
-                    .inc();
                 None
             }
         };

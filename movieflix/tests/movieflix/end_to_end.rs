@@ -200,10 +200,92 @@ async fn an_undecodable_position_is_dead_lettered_and_the_services_keep_going() 
         "{rejected_reason}"
     );
 
-    let metrics = shared::testkit::http::metrics(&http, &app.url()).await;
-    assert!(
-        metrics.contains("analytics_sink_dead_lettered_total"),
-        "{metrics}"
+    // One letter per application, each saying which application rejected it and why in terms
+    // a person can act on: the type the topic carries and serde's reason, from every runtime
+    // (the engine reads two topics of two types and decodes per topic).
+    let prefix = kafka.kafka().prefix().to_owned();
+    let (resuming, engine, sink) = (
+        format!("{prefix}movieflix-resuming"),
+        format!("{prefix}movieflix-recommendation-engine"),
+        format!("{prefix}movieflix-analytics-sink"),
     );
+    let mut decoders: Vec<String> = letters
+        .iter()
+        .filter(|l| l.kind == "decode")
+        .map(|l| l.application.clone().expect("dead_lettered_by header"))
+        .collect();
+    decoders.sort();
+    let mut expected = vec![resuming.clone(), engine.clone(), sink.clone()];
+    expected.sort();
+    assert_eq!(decoders, expected, "{letters:#?}");
+    let mut rejecters: Vec<String> = letters
+        .iter()
+        .filter(|l| l.kind == "rejected")
+        .map(|l| l.application.clone().expect("dead_lettered_by header"))
+        .collect();
+    rejecters.sort();
+    let mut expected = vec![resuming.clone(), engine.clone()];
+    expected.sort();
+    assert_eq!(rejecters, expected, "{letters:#?}");
+    for letter in letters.iter().filter(|l| l.kind == "decode") {
+        assert!(
+            letter
+                .error
+                .starts_with("payload is not a valid ShowPosition: ")
+                && letter.error.contains("at line 1 column"),
+            "{letter:#?}"
+        );
+    }
+
+    // The one metric adds up: every letter is counted once, under its application and topic.
+    let series = |metrics: &str| -> Vec<(String, String, u64)> {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("kafka_records_dead_lettered_total{")
+                    && l.contains(&format!("topic=\"{topic}\""))
+            })
+            .map(|l| {
+                let label = |name: &str| {
+                    let start = l.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+                    l[start..].split('"').next().unwrap().to_owned()
+                };
+                let n = l.rsplit(' ').next().unwrap().parse().unwrap();
+                (label("application"), label("kind"), n)
+            })
+            .collect()
+    };
+    let counted = eventually(
+        Duration::from_secs(30),
+        "five dead letters counted",
+        || async {
+            let metrics = shared::testkit::http::metrics(&http, &app.url()).await;
+            let series = series(&metrics);
+            (series.iter().map(|s| s.2).sum::<u64>() >= 5).then_some(series)
+        },
+    )
+    .await;
+    let count = |application: &str, kind: &str| {
+        counted
+            .iter()
+            .filter(|s| s.0 == application && s.1 == kind)
+            .map(|s| s.2)
+            .sum::<u64>()
+    };
+    assert_eq!(counted.iter().map(|s| s.2).sum::<u64>(), 5, "{counted:?}");
+    for application in [&resuming, &engine, &sink] {
+        assert_eq!(
+            count(application, "decode"),
+            1,
+            "{application}: {counted:?}"
+        );
+    }
+    for application in [&resuming, &engine] {
+        assert_eq!(
+            count(application, "rejected"),
+            1,
+            "{application}: {counted:?}"
+        );
+    }
     app.stop().await.unwrap();
 }

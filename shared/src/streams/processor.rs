@@ -17,6 +17,14 @@ pub trait Processor: Send + 'static {
     /// The input records' value type (JSON). Undecodable records go to `<topic>.dlq`.
     type Input: DeserializeOwned;
 
+    /// Decodes a record's payload from `topic`. The default decodes `Self::Input` as JSON; an
+    /// application with several inputs of different types decodes per topic, so a dead letter
+    /// names the type that topic carries and serde's reason (not "did not match any variant").
+    fn decode(&self, topic: &str, payload: &[u8]) -> Result<Self::Input, String> {
+        let _ = topic;
+        crate::consumer::json(payload)
+    }
+
     /// Handles one record. Writes and emits are committed with the batch; on `Err` they are
     /// undone (`Permanent` → dead-letter the record, `Transient` → retry it with backoff).
     fn process(
