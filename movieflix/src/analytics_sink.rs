@@ -47,6 +47,10 @@ impl AnalyticsRow for ShowPosition {
     fn event_time(&self) -> DateTime<Utc> {
         self.at
     }
+
+    fn key(&self) -> Option<shared::consumer::PayloadKey<'_>> {
+        Some(shared::consumer::PayloadKey::new("user_id", &self.user_id))
+    }
 }
 
 /// The sink's configuration: group `movieflix-analytics-sink` (prefixed), `show_position`.

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::Kafka;
-use shared::consumer::HandlerError;
+use shared::consumer::{HandlerError, PayloadKey};
 use shared::streams::{self, ProcessorContext, StreamsConfig, StreamsHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -261,6 +261,13 @@ impl streams::Processor for RecommendationEngine {
         } else {
             Err(format!("the recommendation engine does not read {topic}"))
         }
+    }
+
+    fn key_of<'v>(&self, _topic: &str, input: &'v EngineInput) -> Option<PayloadKey<'v>> {
+        Some(match input {
+            EngineInput::Position(position) => PayloadKey::new("user_id", &position.user_id),
+            EngineInput::Transition(transition) => PayloadKey::new("from", &transition.from),
+        })
     }
 
     fn process(

@@ -18,7 +18,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use rdkafka::message::{Header, OwnedHeaders};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use shared::consumer::HandlerError;
+use shared::consumer::{HandlerError, PayloadKey};
 use shared::http::{ApiError, Json, QueryError};
 use shared::streams::{self, ProcessorContext, StreamsConfig, StreamsHandle};
 use shared::{EventProducer, Kafka};
@@ -45,6 +45,10 @@ pub struct ThresholdTable;
 
 impl streams::Processor for ThresholdTable {
     type Input = SettingsEvent;
+
+    fn key_of<'v>(&self, _topic: &str, event: &'v SettingsEvent) -> Option<PayloadKey<'v>> {
+        Some(PayloadKey::new("user_id", event.user_id()))
+    }
 
     fn process(
         &mut self,

@@ -102,6 +102,11 @@ pub trait AnalyticsRow: DeserializeOwned + Send + 'static {
     fn values(&self) -> Vec<Value>;
     /// Decides the `date=`/`hour=` directory.
     fn event_time(&self) -> DateTime<Utc>;
+    /// The key the record must have (the same rule as the stateful processors',
+    /// [`crate::consumer::check_key`]): a record under another key is dead-lettered, not stored.
+    fn key(&self) -> Option<crate::consumer::PayloadKey<'_>> {
+        None
+    }
 }
 
 /// Where and how often to write.
@@ -342,19 +347,24 @@ impl<R: AnalyticsRow> Sink<R> {
             self.stats.skipped.inc();
             return Ok(()); // already in a file: written before a crash, not yet committed
         }
-        let row = match crate::consumer::decode::<R>(&message) {
-            Ok(record) => Some(record.value),
-            Err(reason) => {
-                let letter = dlq::Letter::new(
-                    &message,
-                    &self.config.group_id,
-                    DeadLetterKind::Decode,
-                    &reason,
-                );
+        let checked = crate::consumer::decode::<R>(&message)
+            .map_err(|reason| (DeadLetterKind::Decode, reason))
+            .and_then(|record| {
+                match record.value.key() {
+                    Some(expected) => crate::consumer::check_key(record.key.as_deref(), expected),
+                    None => Ok(()),
+                }
+                .map(|()| record.value)
+                .map_err(|reason| (DeadLetterKind::Rejected, reason))
+            });
+        let row = match checked {
+            Ok(row) => Some(row),
+            Err((kind, reason)) => {
+                let letter = dlq::Letter::new(&message, &self.config.group_id, kind, &reason);
                 // Acknowledged before the offset can be committed with the next file.
                 self.runtime
                     .block_on(dlq::send(&self.producer, &letter))
-                    .context("dead-lettering an undecodable record")?;
+                    .context("dead-lettering a record")?;
                 self.stats.dead_lettered.inc();
                 None
             }

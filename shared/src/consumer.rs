@@ -528,10 +528,78 @@ pub fn type_name<T>() -> &'static str {
     }
 }
 
+/// The key a record must have because of what its payload says: the payload's id and the field
+/// it comes from (`user_id`). State is kept per key, on the partition the key hashes to, and
+/// queried there: a record under another key (or none) would be folded into the wrong task and
+/// never found again. See [`check_key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayloadKey<'v> {
+    pub field: &'static str,
+    pub value: &'v str,
+}
+
+impl<'v> PayloadKey<'v> {
+    pub fn new(field: &'static str, value: &'v str) -> Self {
+        PayloadKey { field, value }
+    }
+}
+
+/// The one rule for a key that disagrees with its payload, for every stateful processor here:
+/// the record is rejected (dead-lettered) with the reason `key "X" does not match user_id "Y"`
+/// (`key null …` without a key). Re-keying it instead would hide a producer bug; the dead
+/// letter shows it, and `casestudies dlq replay` cannot fix it, the producer must.
+pub fn check_key(key: Option<&str>, expected: PayloadKey<'_>) -> Result<(), String> {
+    match key {
+        Some(key) if key == expected.value => Ok(()),
+        Some(key) => Err(format!(
+            "key {key:?} does not match {} {:?}",
+            expected.field, expected.value
+        )),
+        None => Err(format!(
+            "key null does not match {} {:?}",
+            expected.field, expected.value
+        )),
+    }
+}
+
 /// Sleeps for `duration`; `false` if shutdown came first.
 async fn sleep_unless_shutdown(duration: Duration, shutdown: &CancellationToken) -> bool {
     tokio::select! {
         _ = shutdown.cancelled() => false,
         _ = tokio::time::sleep(duration) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_that_disagrees_with_the_payload_is_named_in_the_reason() {
+        let expected = PayloadKey::new("user_id", "carl");
+        assert_eq!(check_key(Some("carl"), expected), Ok(()));
+        assert_eq!(
+            check_key(Some("dave"), expected).unwrap_err(),
+            r#"key "dave" does not match user_id "carl""#
+        );
+        assert_eq!(
+            check_key(None, expected).unwrap_err(),
+            r#"key null does not match user_id "carl""#
+        );
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Position {
+        user_id: String,
+    }
+
+    #[test]
+    fn a_json_error_names_the_type_and_where() {
+        let err = json::<Position>(br#"{"user": "x"}"#).unwrap_err();
+        assert_eq!(
+            err,
+            "payload is not a valid Position: missing field `user_id` at line 1 column 13"
+        );
     }
 }

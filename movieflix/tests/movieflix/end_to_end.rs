@@ -289,3 +289,92 @@ async fn an_undecodable_position_is_dead_lettered_and_the_services_keep_going() 
     }
     app.stop().await.unwrap();
 }
+
+/// A well-formed position under a key that is not its `user_id` (or no key) would be folded into
+/// another viewer's task, where no query ever looks: every consumer of `show_position` (the two
+/// streams apps and the sink) dead-letters it with the reason, and a correctly keyed position
+/// of the same viewer behind them is processed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_position_under_the_wrong_key_is_dead_lettered_with_the_reason() {
+    let kafka = TestKafka::start().await.unwrap();
+    let (state, analytics) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let app = spawn(&kafka, &[], state.path(), analytics.path()).await;
+    let http = client();
+    let topic = kafka.kafka().topic(&SHOW_POSITION);
+    let producer = EventProducer::new(kafka.kafka()).unwrap();
+    let movie = movieflix::catalog::Catalog::shared()
+        .get("m002")
+        .unwrap()
+        .duration_s;
+    let position = |position_s: u32| movieflix::events::ShowPosition {
+        event_id: shared::event::new_event_id(),
+        user_id: "carl".into(),
+        show_id: "m002".into(),
+        episode: None,
+        position_s,
+        duration_s: movie,
+        at: Utc::now(),
+    };
+    producer
+        .publish(&topic, "dave", &position(500))
+        .await
+        .unwrap();
+    let null_keyed = position(600);
+    producer
+        .send(
+            &topic,
+            None,
+            Some(&serde_json::to_vec(&null_keyed).unwrap()),
+            OwnedHeaders::new(),
+            None,
+        )
+        .await
+        .unwrap();
+    producer
+        .publish(&topic, "carl", &position(42))
+        .await
+        .unwrap();
+
+    let body: Value = eventually(
+        Duration::from_secs(30),
+        "carl's correctly keyed position",
+        || async {
+            let (status, body) =
+                get(&http, &format!("{}/v1/users/carl/resume/m002", app.url())).await;
+            (status == StatusCode::OK).then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(body["position_s"], 42);
+
+    let letters = kafka
+        .read_dlq(&topic, 6, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let prefix = kafka.kafka().prefix().to_owned();
+    for application in [
+        "movieflix-resuming",
+        "movieflix-recommendation-engine",
+        "movieflix-analytics-sink",
+    ] {
+        let application = format!("{prefix}{application}");
+        let mut reasons: Vec<&str> = letters
+            .iter()
+            .filter(|l| l.application.as_deref() == Some(application.as_str()))
+            .map(|l| {
+                assert_eq!(l.kind, "rejected", "{l:#?}");
+                l.error.as_str()
+            })
+            .collect();
+        reasons.sort();
+        assert_eq!(
+            reasons,
+            vec![
+                r#"key "dave" does not match user_id "carl""#,
+                r#"key null does not match user_id "carl""#,
+            ],
+            "{application}: {letters:#?}"
+        );
+    }
+    app.stop().await.unwrap();
+}

@@ -474,6 +474,20 @@ impl Runtime {
                         break;
                     }
                 };
+                let key_check = processor
+                    .key_of(message.topic(), &record.value)
+                    .map_or(Ok(()), |expected| {
+                        crate::consumer::check_key(record.key.as_deref(), expected)
+                    });
+                if let Err(reason) = key_check {
+                    task.outputs.push(dead_letter(
+                        &message,
+                        &self.config.application_id,
+                        dlq::DeadLetterKind::Rejected,
+                        &reason,
+                    ));
+                    break;
+                }
                 let outputs_before = task.outputs.len();
                 let meta = RecordMeta {
                     topic: message.topic().to_owned(),

@@ -34,6 +34,20 @@ pub trait Processor: Send + 'static {
         value: Self::Input,
     ) -> Result<(), HandlerError>;
 
+    /// The key a record of `topic` must have, from its payload (e.g. `user_id` for a store keyed
+    /// by user), or `None` when any key will do. A record whose key differs — or is null — is
+    /// dead-lettered before `process` sees it, with the reason `key "X" does not match user_id
+    /// "Y"` ([`crate::consumer::check_key`]): every stateful processor declares its inputs' keys,
+    /// so none folds a record into a task where queries never look.
+    fn key_of<'v>(
+        &self,
+        topic: &str,
+        value: &'v Self::Input,
+    ) -> Option<crate::consumer::PayloadKey<'v>> {
+        let _ = (topic, value);
+        None
+    }
+
     /// Called every `punctuate_every` (wall clock) for each open task.
     fn punctuate(&mut self, _ctx: &mut ProcessorContext<'_>) -> Result<(), HandlerError> {
         Ok(())
