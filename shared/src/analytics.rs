@@ -1,6 +1,7 @@
 //! The analytics sink: a topic → Apache Parquet files, partitioned by event date and hour, the
-//! way Kafka Connect's S3/HDFS sinks lay them out (`date=YYYY-MM-DD/hour=HH/…`), so DuckDB, Spark
-//! or pandas read the directory as one table:
+//! way Kafka Connect's S3/HDFS sinks lay them out (`date=YYYY-MM-DD/hour=H/…`, the hour without a
+//! leading zero so engines type it as an integer every time: [`partition_dir`]), so DuckDB,
+//! Spark or pandas read the directory as one table:
 //!
 //! ```sql
 //! SELECT show_id, count(*) FROM read_parquet('analytics/**/*.parquet', hive_partitioning = true)
@@ -208,9 +209,14 @@ impl SinkHandle {
 
 /// Starts the sink on its own thread (Parquet encoding and fsync are blocking). Call from
 /// within a Tokio runtime: dead letters are produced through it.
+///
+/// `validate` is the services' own check of a record (the same function the API and the
+/// processors call): a record it rejects is dead-lettered with its reason, not stored, so the
+/// analytics store never holds a fact the services refused.
 pub fn start<R: AnalyticsRow>(
     kafka: &Kafka,
     config: SinkConfig,
+    validate: impl Fn(&R) -> Result<(), String> + Send + 'static,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SinkHandle> {
     std::fs::create_dir_all(&config.dir)
@@ -234,7 +240,7 @@ pub fn start<R: AnalyticsRow>(
         durable: HashMap::new(),
         stats: stats.clone(),
         config,
-        _row: std::marker::PhantomData,
+        validate: Box::new(validate),
     };
     let thread = std::thread::Builder::new()
         .name("analytics-sink".into())
@@ -282,8 +288,11 @@ struct Sink<R> {
     /// Per partition: the next offset not yet in a file (from the file names).
     durable: HashMap<i32, i64>,
     stats: SinkStats,
-    _row: std::marker::PhantomData<fn() -> R>,
+    validate: Validator<R>,
 }
+
+/// The services' check of a record, applied before it is stored.
+type Validator<R> = Box<dyn Fn(&R) -> Result<(), String> + Send>;
 
 impl<R: AnalyticsRow> Sink<R> {
     fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -354,6 +363,7 @@ impl<R: AnalyticsRow> Sink<R> {
                     Some(expected) => crate::consumer::check_key(record.key.as_deref(), expected),
                     None => Ok(()),
                 }
+                .and_then(|()| (self.validate)(&record.value))
                 .map(|()| record.value)
                 .map_err(|reason| (DeadLetterKind::Rejected, reason))
             });
@@ -405,12 +415,7 @@ impl<R: AnalyticsRow> Sink<R> {
             return Ok(());
         };
         if !open.rows.is_empty() {
-            let (year, month, day, hour) = open.bucket;
-            let dir = self
-                .config
-                .dir
-                .join(format!("date={year:04}-{month:02}-{day:02}"))
-                .join(format!("hour={hour:02}"));
+            let dir = self.config.dir.join(partition_dir(open.bucket));
             let name = file_name(&self.config.topic, partition, open.first, open.last);
             write_file(&dir, &name, &self.schema, &self.columns, &open.rows)?;
             self.stats.files.inc();
@@ -430,6 +435,21 @@ impl<R: AnalyticsRow> Sink<R> {
 
 fn bucket(at: DateTime<Utc>) -> (i32, u32, u32, u32) {
     (at.year(), at.month(), at.day(), at.hour())
+}
+
+/// The directory of an event time's bucket: `date=YYYY-MM-DD/hour=H`, the hour *without* a
+/// leading zero (0–23). Query engines guess a partition column's type from the folder names
+/// they see; `hour=07` reads as text to engines that keep leading zeros while `hour=13` reads
+/// as a number, so with zero-padding the column's type depended on which hours a run happened
+/// to have. `hour=7` is the same integer to every engine in every run (to be explicit, DuckDB:
+/// `hive_types = {'date': DATE, 'hour': INTEGER}`).
+pub fn partition_dir((year, month, day, hour): (i32, u32, u32, u32)) -> PathBuf {
+    PathBuf::from(format!("date={year:04}-{month:02}-{day:02}")).join(format!("hour={hour}"))
+}
+
+/// [`partition_dir`] of an event time.
+pub fn partition_dir_of(at: DateTime<Utc>) -> PathBuf {
+    partition_dir(bucket(at))
 }
 
 /// `<topic>+<partition>+<first>-<last>.parquet`, offsets zero-padded so names sort by offset.
@@ -643,9 +663,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hour_folders_are_integers_without_leading_zeros() {
+        for (hour, expected) in [
+            (0, "date=2026-11-02/hour=0"),
+            (7, "date=2026-11-02/hour=7"),
+            (13, "date=2026-11-02/hour=13"),
+        ] {
+            let at: DateTime<Utc> = format!("2026-11-02T{hour:02}:30:00Z").parse().unwrap();
+            let dir = partition_dir_of(at);
+            assert_eq!(dir, PathBuf::from(expected));
+            // Every hour folder's value reads back as the same integer: one type in every run.
+            let value = dir.to_str().unwrap().rsplit_once("hour=").unwrap().1;
+            assert_eq!(value.parse::<u32>().unwrap().to_string(), value);
+        }
+    }
+
+    #[test]
     fn recovery_reads_the_largest_offset_from_file_names_and_removes_temporaries() {
         let dir = tempfile::tempdir().unwrap();
-        let hour = dir.path().join("date=2026-11-22/hour=07");
+        let hour = dir.path().join("date=2026-11-22/hour=7");
         std::fs::create_dir_all(&hour).unwrap();
         for (p, first, last) in [(3, 0, 9), (3, 10, 41), (4, 0, 99)] {
             std::fs::write(hour.join(file_name("t", p, first, last)), b"x").unwrap();

@@ -180,15 +180,15 @@ async fn an_undecodable_position_is_dead_lettered_and_the_services_keep_going() 
     assert_eq!(body["position_s"], 42);
 
     // Three consumers read show_position: the resuming service, the engine, the sink. Each
-    // dead-letters the garbage (a decode failure); the two streams apps also reject the unknown
-    // show (the sink stores any well-formed position).
+    // dead-letters the garbage (a decode failure) and rejects the unknown show (one validation
+    // for the services and the sink).
     let letters = kafka
-        .read_dlq(&topic, 5, Duration::from_secs(30))
+        .read_dlq(&topic, 6, Duration::from_secs(30))
         .await
         .unwrap();
     let decode = letters.iter().filter(|l| l.kind == "decode").count();
     let rejected = letters.iter().filter(|l| l.kind == "rejected").count();
-    assert_eq!((decode, rejected), (3, 2), "{letters:#?}");
+    assert_eq!((decode, rejected), (3, 3), "{letters:#?}");
     assert!(
         letters
             .iter()
@@ -224,7 +224,7 @@ async fn an_undecodable_position_is_dead_lettered_and_the_services_keep_going() 
         .map(|l| l.application.clone().expect("dead_lettered_by header"))
         .collect();
     rejecters.sort();
-    let mut expected = vec![resuming.clone(), engine.clone()];
+    let mut expected = vec![resuming.clone(), engine.clone(), sink.clone()];
     expected.sort();
     assert_eq!(rejecters, expected, "{letters:#?}");
     for letter in letters.iter().filter(|l| l.kind == "decode") {
@@ -257,11 +257,11 @@ async fn an_undecodable_position_is_dead_lettered_and_the_services_keep_going() 
     };
     let counted = eventually(
         Duration::from_secs(30),
-        "five dead letters counted",
+        "six dead letters counted",
         || async {
             let metrics = shared::testkit::http::metrics(&http, &app.url()).await;
             let series = series(&metrics);
-            (series.iter().map(|s| s.2).sum::<u64>() >= 5).then_some(series)
+            (series.iter().map(|s| s.2).sum::<u64>() >= 6).then_some(series)
         },
     )
     .await;
@@ -272,7 +272,7 @@ async fn an_undecodable_position_is_dead_lettered_and_the_services_keep_going() 
             .map(|s| s.2)
             .sum::<u64>()
     };
-    assert_eq!(counted.iter().map(|s| s.2).sum::<u64>(), 5, "{counted:?}");
+    assert_eq!(counted.iter().map(|s| s.2).sum::<u64>(), 6, "{counted:?}");
     for application in [&resuming, &engine, &sink] {
         assert_eq!(
             count(application, "decode"),
