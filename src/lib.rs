@@ -3,12 +3,14 @@
 //! * `casestudies topics` — every topic of every case study ([`topics_table`]);
 //! * `casestudies broker` — the embedded broker alone, with every topic provisioned;
 //! * `casestudies lag --group G` — a consumer group's lag per partition ([`lag_table`]);
-//! * `casestudies bench streams` — the streams runtime's throughput and restore rate ([`bench`]).
+//! * `casestudies bench streams` — the streams runtime's throughput and restore rate ([`bench`]);
+//! * `casestudies dlq replay --topic T.dlq` — dead letters back to their source topic ([`dlq`]).
 //!
 //! Each case study stays independent: this crate only gathers their `topics::ALL` and their
 //! streams applications ([`all_streams`]).
 
 pub mod bench;
+pub mod dlq;
 
 use shared::lag::GroupLag;
 use shared::service::cli::CaseStudyCli;

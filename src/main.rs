@@ -37,6 +37,16 @@ enum Command {
         #[arg(long)]
         topic: Option<String>,
     },
+    /// Dead letters: `dlq replay --topic <t>.dlq` re-produces them to their source topic.
+    #[command(subcommand)]
+    Dlq(Dlq),
+}
+
+#[derive(Subcommand)]
+enum Dlq {
+    /// Re-produce dead letters (original key, value, headers) to the topic named in their
+    /// `source.topic` header; progress is committed, so a second replay does not repeat them.
+    Replay(casestudies::dlq::ReplayArgs),
 }
 
 #[derive(Subcommand)]
@@ -99,6 +109,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let lag = shared::lag::group_lag(&kafka, &group, topic.as_deref()).await?;
             print!("{}", casestudies::lag_table(&lag));
+        }
+        Command::Dlq(Dlq::Replay(args)) => {
+            let kafka = Kafka::connect(&cli.kafka)?;
+            if kafka.is_embedded() {
+                anyhow::bail!(
+                    "`dlq replay` reads an existing cluster: set KAFKA_BOOTSTRAP_SERVERS (e.g. the address `casestudies broker` prints)"
+                );
+            }
+            print!("{}", casestudies::dlq::replay(&kafka, &args).await?);
         }
     }
     Ok(())

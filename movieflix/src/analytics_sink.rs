@@ -5,7 +5,8 @@
 //! ```sql
 //! -- DuckDB
 //! SELECT show_id, count(DISTINCT user_id) AS viewers
-//! FROM read_parquet('analytics/**/*.parquet', hive_partitioning = true)
+//! FROM read_parquet('analytics/**/*.parquet', hive_partitioning = true,
+//!                   hive_types = {'date': DATE, 'hour': INTEGER})
 //! GROUP BY ALL ORDER BY viewers DESC LIMIT 10;
 //! ```
 
@@ -14,6 +15,9 @@ use shared::Kafka;
 use shared::analytics::{self, AnalyticsRow, Column, ColumnType, SinkConfig, SinkHandle, Value};
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
+use crate::catalog::Catalog;
 use crate::events::ShowPosition;
 use crate::topics::SHOW_POSITION;
 
@@ -47,6 +51,10 @@ impl AnalyticsRow for ShowPosition {
     fn event_time(&self) -> DateTime<Utc> {
         self.at
     }
+
+    fn key(&self) -> Option<shared::consumer::PayloadKey<'_>> {
+        Some(shared::consumer::PayloadKey::new("user_id", &self.user_id))
+    }
 }
 
 /// The sink's configuration: group `movieflix-analytics-sink` (prefixed), `show_position`.
@@ -58,12 +66,16 @@ pub fn config(kafka: &Kafka, dir: std::path::PathBuf) -> SinkConfig {
     )
 }
 
+/// Starts the sink. A position the services reject (`ShowPosition::validate` against the
+/// catalog: unknown show, position beyond the duration, …) is dead-lettered, not stored.
 pub fn start(
     kafka: &Kafka,
     config: SinkConfig,
+    catalog: Arc<Catalog>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SinkHandle> {
-    analytics::start::<ShowPosition>(kafka, config, shutdown)
+    let validate = move |position: &ShowPosition| position.validate(&catalog);
+    analytics::start::<ShowPosition>(kafka, config, validate, shutdown)
 }
 
 /// The analytics sink on the scaffold: Parquet files under `<analytics dir>`; its stats can be
@@ -86,7 +98,12 @@ impl shared::service::Service<crate::app::Resources> for Service {
         let mut config = config(&ctx.kafka, resources.analytics_dir.clone());
         config.max_rows = resources.sink_max_rows;
         config.max_age = resources.sink_max_age;
-        let sink = start(&ctx.kafka, config, ctx.shutdown.clone())?;
+        let sink = start(
+            &ctx.kafka,
+            config,
+            Arc::clone(&resources.catalog),
+            ctx.shutdown.clone(),
+        )?;
         Ok(shared::service::Running::new()
             .handle(std::sync::Arc::new(sink.stats.clone()))
             .on_stop(sink.join()))

@@ -99,6 +99,32 @@ impl ShowPosition {
 /// stay within it, as the OpenAPI schema says.
 pub const MAX_DURATION_S: u32 = 86_400;
 
+/// How far in the past a reported event time may be: the retention of `show_position` (a
+/// report older than the topic keeps would be a fact no processor could ever re-read).
+pub const MAX_EVENT_AGE: chrono::TimeDelta = chrono::TimeDelta::days(7);
+/// How far in the future a reported event time may be (players' clocks drift).
+pub const MAX_EVENT_AHEAD: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// The event-time window the video position service accepts, relative to `now`: not more than
+/// [`MAX_EVENT_AGE`] ago, not more than [`MAX_EVENT_AHEAD`] ahead.
+pub fn validate_event_time(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), String> {
+    if at > now + MAX_EVENT_AHEAD {
+        return Err(format!(
+            "at ({}) is more than 5 minutes in the future (now {})",
+            at.to_rfc3339(),
+            now.to_rfc3339()
+        ));
+    }
+    if at < now - MAX_EVENT_AGE {
+        return Err(format!(
+            "at ({}) is more than 7 days in the past (now {})",
+            at.to_rfc3339(),
+            now.to_rfc3339()
+        ));
+    }
+    Ok(())
+}
+
 /// Ids are path segments and store-key parts: 1–64 characters of `[A-Za-z0-9_.:-]`.
 pub fn validate_id(field: &str, id: &str) -> Result<(), String> {
     if id.is_empty() {
@@ -204,6 +230,31 @@ mod tests {
         for bad in errors {
             assert!(bad.validate(&catalog).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn event_times_outside_the_window_are_refused() {
+        let now = Utc::now();
+        let ok = [
+            now,
+            now - MAX_EVENT_AGE + chrono::TimeDelta::seconds(1),
+            now + MAX_EVENT_AHEAD,
+        ];
+        for at in ok {
+            assert_eq!(validate_event_time(at, now), Ok(()), "{at}");
+        }
+        let year_one = "0001-01-01T00:00:00Z".parse().unwrap();
+        let epoch = DateTime::<Utc>::UNIX_EPOCH;
+        let old = now - MAX_EVENT_AGE - chrono::TimeDelta::seconds(1);
+        for at in [year_one, epoch, old] {
+            let err = validate_event_time(at, now).unwrap_err();
+            assert!(err.contains("more than 7 days in the past"), "{err}");
+        }
+        let ahead = validate_event_time(now + chrono::TimeDelta::minutes(6), now).unwrap_err();
+        assert!(
+            ahead.contains("more than 5 minutes in the future"),
+            "{ahead}"
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::Kafka;
-use shared::consumer::HandlerError;
+use shared::consumer::{HandlerError, PayloadKey};
 use shared::streams::{self, ProcessorContext, StreamsConfig, StreamsHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -233,7 +233,8 @@ pub fn recommend(
     out
 }
 
-/// Records on the engine's two inputs.
+/// Records on the engine's two inputs. Decoded per topic ([`streams::Processor::decode`]), so
+/// a bad record's dead letter names the type its topic carries and what is wrong with it.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum EngineInput {
@@ -251,6 +252,23 @@ pub struct RecommendationEngine {
 
 impl streams::Processor for RecommendationEngine {
     type Input = EngineInput;
+
+    fn decode(&self, topic: &str, payload: &[u8]) -> Result<EngineInput, String> {
+        if topic == self.show_position {
+            shared::consumer::json::<ShowPosition>(payload).map(EngineInput::Position)
+        } else if topic == self.transitions {
+            shared::consumer::json::<Transition>(payload).map(EngineInput::Transition)
+        } else {
+            Err(format!("the recommendation engine does not read {topic}"))
+        }
+    }
+
+    fn key_of<'v>(&self, _topic: &str, input: &'v EngineInput) -> Option<PayloadKey<'v>> {
+        Some(match input {
+            EngineInput::Position(position) => PayloadKey::new("user_id", &position.user_id),
+            EngineInput::Transition(transition) => PayloadKey::new("from", &transition.from),
+        })
+    }
 
     fn process(
         &mut self,

@@ -17,7 +17,7 @@ use axum::routing::get;
 use chrono::Utc;
 use prometheus_client::metrics::histogram::Histogram;
 use shared::Kafka;
-use shared::consumer::HandlerError;
+use shared::consumer::{HandlerError, PayloadKey};
 use shared::http::{ApiError, Json, QueryError};
 use shared::streams::{self, ProcessorContext, StreamsConfig, StreamsHandle};
 use tokio_util::sync::CancellationToken;
@@ -86,6 +86,10 @@ struct Latest {
 
 impl streams::Processor for Latest {
     type Input = Recommendations;
+
+    fn key_of<'v>(&self, _topic: &str, value: &'v Recommendations) -> Option<PayloadKey<'v>> {
+        Some(PayloadKey::new("user_id", &value.user_id))
+    }
 
     fn process(
         &mut self,

@@ -14,7 +14,7 @@ use axum::http::Uri;
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use shared::consumer::HandlerError;
+use shared::consumer::{HandlerError, PayloadKey};
 use shared::http::{ApiError, Json, QueryError};
 use shared::streams::{self, ProcessorContext, StreamsConfig, StreamsHandle};
 use shared::{Kafka, TopicSpec};
@@ -50,6 +50,10 @@ pub struct Resumer {
 
 impl streams::Processor for Resumer {
     type Input = ShowPosition;
+
+    fn key_of<'v>(&self, _topic: &str, position: &'v ShowPosition) -> Option<PayloadKey<'v>> {
+        Some(PayloadKey::new("user_id", &position.user_id))
+    }
 
     fn process(
         &mut self,

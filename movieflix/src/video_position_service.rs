@@ -15,7 +15,7 @@ use shared::{EventProducer, Kafka};
 use utoipa::ToSchema;
 
 use crate::catalog::Catalog;
-use crate::events::ShowPosition;
+use crate::events::{ShowPosition, validate_event_time};
 use crate::topics::SHOW_POSITION;
 
 /// A player's report.
@@ -32,7 +32,8 @@ pub struct PositionReport {
     /// Its length in seconds: 1..=86400 (a day).
     #[schema(minimum = 1, maximum = 86_400)]
     pub duration_s: u32,
-    /// When the player was there; defaults to the time the report arrives.
+    /// When the player was there; defaults to the time the report arrives. At most 7 days ago
+    /// and 5 minutes ahead (else 400).
     #[serde(default)]
     pub at: Option<DateTime<Utc>>,
 }
@@ -92,9 +93,7 @@ pub async fn report_position(
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let now = Utc::now();
     let at = report.at.unwrap_or(now);
-    if at > now + chrono::Duration::minutes(5) {
-        return Err(ApiError::bad_request(format!("at ({at}) is in the future")));
-    }
+    validate_event_time(at, now).map_err(ApiError::bad_request)?;
     let position = ShowPosition {
         event_id: shared::event::new_event_id(),
         user_id: report.user_id,

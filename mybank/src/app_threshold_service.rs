@@ -19,7 +19,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use shared::consumer::HandlerError;
+use shared::consumer::{HandlerError, PayloadKey};
 use shared::http::{ApiError, Json, QueryError};
 use shared::streams::{self, ProcessorContext, StreamsConfig, StreamsHandle};
 use shared::{EventProducer, Kafka};
@@ -46,6 +46,10 @@ pub struct ThresholdTable;
 
 impl streams::Processor for ThresholdTable {
     type Input = SettingsEvent;
+
+    fn key_of<'v>(&self, _topic: &str, event: &'v SettingsEvent) -> Option<PayloadKey<'v>> {
+        Some(PayloadKey::new("user_id", event.user_id()))
+    }
 
     fn process(
         &mut self,

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shared::Kafka;
-use shared::consumer::HandlerError;
+use shared::consumer::{HandlerError, PayloadKey};
 use shared::streams::context::prefix_end;
 use shared::streams::{self, ProcessorContext, StreamsConfig, StreamsHandle};
 use tokio_util::sync::CancellationToken;
@@ -197,6 +197,19 @@ impl Detector {
 
 impl streams::Processor for Detector {
     type Input = Value;
+
+    /// Settings and re-keyed transactions must be under their `user_id` (else dead-lettered by
+    /// the runtime); `bank_transactions` is keyed by the connector's configuration, so a
+    /// transaction under another key is re-keyed through the repartition topic instead.
+    fn key_of<'v>(&self, topic: &str, value: &'v Value) -> Option<PayloadKey<'v>> {
+        if topic == self.transactions {
+            return None;
+        }
+        value
+            .get("user_id")
+            .and_then(Value::as_str)
+            .map(|user| PayloadKey::new("user_id", user))
+    }
 
     fn process(
         &mut self,

@@ -1,6 +1,7 @@
 //! The analytics sink: a topic → Apache Parquet files, partitioned by event date and hour, the
-//! way Kafka Connect's S3/HDFS sinks lay them out (`date=YYYY-MM-DD/hour=HH/…`), so DuckDB, Spark
-//! or pandas read the directory as one table:
+//! way Kafka Connect's S3/HDFS sinks lay them out (`date=YYYY-MM-DD/hour=H/…`, the hour without a
+//! leading zero so engines type it as an integer every time: [`partition_dir`]), so DuckDB,
+//! Spark or pandas read the directory as one table:
 //!
 //! ```sql
 //! SELECT show_id, count(*) FROM read_parquet('analytics/**/*.parquet', hive_partitioning = true)
@@ -102,6 +103,11 @@ pub trait AnalyticsRow: DeserializeOwned + Send + 'static {
     fn values(&self) -> Vec<Value>;
     /// Decides the `date=`/`hour=` directory.
     fn event_time(&self) -> DateTime<Utc>;
+    /// The key the record must have (the same rule as the stateful processors',
+    /// [`crate::consumer::check_key`]): a record under another key is dead-lettered, not stored.
+    fn key(&self) -> Option<crate::consumer::PayloadKey<'_>> {
+        None
+    }
 }
 
 /// Where and how often to write.
@@ -141,14 +147,16 @@ pub struct SinkStats {
     pub files: Counter,
     /// Records skipped because a file already held them (re-read after a crash).
     pub skipped: Counter,
+    /// Dead letters acknowledged (in-process; on `/metrics` they are
+    /// `kafka_records_dead_lettered_total{application=<group>}`, see [`crate::dlq`]).
     pub dead_lettered: Counter,
 }
 
 impl SinkStats {
     fn new(sink: &str) -> Self {
-        static FAMILIES: OnceLock<[Family<SinkLabels, Counter>; 4]> = OnceLock::new();
+        static FAMILIES: OnceLock<[Family<SinkLabels, Counter>; 3]> = OnceLock::new();
         let families = FAMILIES.get_or_init(|| {
-            let families: [Family<SinkLabels, Counter>; 4] = Default::default();
+            let families: [Family<SinkLabels, Counter>; 3] = Default::default();
             for (family, (name, help)) in families.iter().zip([
                 (
                     "analytics_sink_rows",
@@ -159,10 +167,6 @@ impl SinkStats {
                     "analytics_sink_skipped",
                     "Records skipped: already in a file (re-read after a crash)",
                 ),
-                (
-                    "analytics_sink_dead_lettered",
-                    "Undecodable records sent to the dead-letter topic",
-                ),
             ]) {
                 crate::metrics::register(name, help, family.clone());
             }
@@ -171,14 +175,14 @@ impl SinkStats {
         let labels = SinkLabels {
             sink: sink.to_owned(),
         };
-        let [rows, files, skipped, dead_lettered] = families
+        let [rows, files, skipped] = families
             .each_ref()
             .map(|f| f.get_or_create(&labels).clone());
         SinkStats {
             rows,
             files,
             skipped,
-            dead_lettered,
+            dead_lettered: Counter::default(),
         }
     }
 }
@@ -205,9 +209,14 @@ impl SinkHandle {
 
 /// Starts the sink on its own thread (Parquet encoding and fsync are blocking). Call from
 /// within a Tokio runtime: dead letters are produced through it.
+///
+/// `validate` is the services' own check of a record (the same function the API and the
+/// processors call): a record it rejects is dead-lettered with its reason, not stored, so the
+/// analytics store never holds a fact the services refused.
 pub fn start<R: AnalyticsRow>(
     kafka: &Kafka,
     config: SinkConfig,
+    validate: impl Fn(&R) -> Result<(), String> + Send + 'static,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SinkHandle> {
     std::fs::create_dir_all(&config.dir)
@@ -231,7 +240,7 @@ pub fn start<R: AnalyticsRow>(
         durable: HashMap::new(),
         stats: stats.clone(),
         config,
-        _row: std::marker::PhantomData,
+        validate: Box::new(validate),
     };
     let thread = std::thread::Builder::new()
         .name("analytics-sink".into())
@@ -279,8 +288,11 @@ struct Sink<R> {
     /// Per partition: the next offset not yet in a file (from the file names).
     durable: HashMap<i32, i64>,
     stats: SinkStats,
-    _row: std::marker::PhantomData<fn() -> R>,
+    validate: Validator<R>,
 }
+
+/// The services' check of a record, applied before it is stored.
+type Validator<R> = Box<dyn Fn(&R) -> Result<(), String> + Send>;
 
 impl<R: AnalyticsRow> Sink<R> {
     fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -344,28 +356,26 @@ impl<R: AnalyticsRow> Sink<R> {
             self.stats.skipped.inc();
             return Ok(()); // already in a file: written before a crash, not yet committed
         }
-        let row = match crate::consumer::decode::<R>(&message) {
-            Ok(record) => Some(record.value),
-            Err(reason) => {
-                dlq::warn(&message, DeadLetterKind::Decode, &reason);
+        let checked = crate::consumer::decode::<R>(&message)
+            .map_err(|reason| (DeadLetterKind::Decode, reason))
+            .and_then(|record| {
+                match record.value.key() {
+                    Some(expected) => crate::consumer::check_key(record.key.as_deref(), expected),
+                    None => Ok(()),
+                }
+                .and_then(|()| (self.validate)(&record.value))
+                .map(|()| record.value)
+                .map_err(|reason| (DeadLetterKind::Rejected, reason))
+            });
+        let row = match checked {
+            Ok(row) => Some(row),
+            Err((kind, reason)) => {
+                let letter = dlq::Letter::new(&message, &self.config.group_id, kind, &reason);
                 // Acknowledged before the offset can be committed with the next file.
                 self.runtime
-                    .block_on(dlq::dead_letter(
-                        &self.producer,
-                        &message,
-                        DeadLetterKind::Decode,
-                        &reason,
-                    ))
-                    .context("dead-lettering an undecodable record")?;
+                    .block_on(dlq::send(&self.producer, &letter))
+                    .context("dead-lettering a record")?;
                 self.stats.dead_lettered.inc();
-                crate::metrics::client()
-                    .dead_lettered
-                    .get_or_create(&crate::metrics::DeadLetterLabels {
-                        topic: message.topic().to_owned(),
-                        group: self.config.group_id.clone(),
-                        reason: DeadLetterKind::Decode.as_str().to_owned(),
-                    })
-                    .inc();
                 None
             }
         };
@@ -405,12 +415,7 @@ impl<R: AnalyticsRow> Sink<R> {
             return Ok(());
         };
         if !open.rows.is_empty() {
-            let (year, month, day, hour) = open.bucket;
-            let dir = self
-                .config
-                .dir
-                .join(format!("date={year:04}-{month:02}-{day:02}"))
-                .join(format!("hour={hour:02}"));
+            let dir = self.config.dir.join(partition_dir(open.bucket));
             let name = file_name(&self.config.topic, partition, open.first, open.last);
             write_file(&dir, &name, &self.schema, &self.columns, &open.rows)?;
             self.stats.files.inc();
@@ -430,6 +435,21 @@ impl<R: AnalyticsRow> Sink<R> {
 
 fn bucket(at: DateTime<Utc>) -> (i32, u32, u32, u32) {
     (at.year(), at.month(), at.day(), at.hour())
+}
+
+/// The directory of an event time's bucket: `date=YYYY-MM-DD/hour=H`, the hour *without* a
+/// leading zero (0–23). Query engines guess a partition column's type from the folder names
+/// they see; `hour=07` reads as text to engines that keep leading zeros while `hour=13` reads
+/// as a number, so with zero-padding the column's type depended on which hours a run happened
+/// to have. `hour=7` is the same integer to every engine in every run (to be explicit, DuckDB:
+/// `hive_types = {'date': DATE, 'hour': INTEGER}`).
+pub fn partition_dir((year, month, day, hour): (i32, u32, u32, u32)) -> PathBuf {
+    PathBuf::from(format!("date={year:04}-{month:02}-{day:02}")).join(format!("hour={hour}"))
+}
+
+/// [`partition_dir`] of an event time.
+pub fn partition_dir_of(at: DateTime<Utc>) -> PathBuf {
+    partition_dir(bucket(at))
 }
 
 /// `<topic>+<partition>+<first>-<last>.parquet`, offsets zero-padded so names sort by offset.
@@ -643,9 +663,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hour_folders_are_integers_without_leading_zeros() {
+        for (hour, expected) in [
+            (0, "date=2026-11-02/hour=0"),
+            (7, "date=2026-11-02/hour=7"),
+            (13, "date=2026-11-02/hour=13"),
+        ] {
+            let at: DateTime<Utc> = format!("2026-11-02T{hour:02}:30:00Z").parse().unwrap();
+            let dir = partition_dir_of(at);
+            assert_eq!(dir, PathBuf::from(expected));
+            // Every hour folder's value reads back as the same integer: one type in every run.
+            let value = dir.to_str().unwrap().rsplit_once("hour=").unwrap().1;
+            assert_eq!(value.parse::<u32>().unwrap().to_string(), value);
+        }
+    }
+
+    #[test]
     fn recovery_reads_the_largest_offset_from_file_names_and_removes_temporaries() {
         let dir = tempfile::tempdir().unwrap();
-        let hour = dir.path().join("date=2026-11-22/hour=07");
+        let hour = dir.path().join("date=2026-11-22/hour=7");
         std::fs::create_dir_all(&hour).unwrap();
         for (p, first, last) in [(3, 0, 9), (3, 10, 41), (4, 0, 99)] {
             std::fs::write(hour.join(file_name("t", p, first, last)), b"x").unwrap();

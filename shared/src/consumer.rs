@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dlq::{self, DeadLetterKind};
 use crate::kafka::Kafka;
-use crate::metrics::{self, ConsumerLabels, DeadLetterLabels};
+use crate::metrics::{self, ConsumerLabels};
 use crate::producer::EventProducer;
 
 /// When offsets are committed relative to processing.
@@ -414,20 +414,12 @@ impl ConsumerLoop {
         reason: &str,
         shutdown: &CancellationToken,
     ) -> Outcome {
-        dlq::warn(message, kind, reason);
+        let letter = dlq::Letter::new(message, &self.options.group_id, kind, reason);
         let mut backoff = self.options.retry_initial;
         loop {
-            match dlq::dead_letter(&self.dead_letters, message, kind, reason).await {
+            match dlq::send(&self.dead_letters, &letter).await {
                 Ok(_) => {
                     self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                    metrics::client()
-                        .dead_lettered
-                        .get_or_create(&DeadLetterLabels {
-                            topic: message.topic().to_owned(),
-                            group: self.options.group_id.clone(),
-                            reason: kind.as_str().to_owned(),
-                        })
-                        .inc();
                     return Outcome::Done;
                 }
                 Err(err) => {
@@ -471,8 +463,17 @@ fn next_offsets(batch: &[OwnedMessage]) -> HashMap<(String, i32), i64> {
     offsets
 }
 
-/// Turns a raw message into a [`Record`], or says why it cannot be one.
+/// Turns a raw message into a [`Record`], or says why it cannot be one (naming the type the
+/// payload should have been and where serde found it wrong, see [`json`]).
 pub fn decode<T: DeserializeOwned>(message: &OwnedMessage) -> Result<Record<T>, String> {
+    decode_with(message, json::<T>)
+}
+
+/// [`decode`] with the payload decoded by `payload` (e.g. a type chosen per source topic).
+pub fn decode_with<T>(
+    message: &OwnedMessage,
+    payload: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> Result<Record<T>, String> {
     let key = match message.key() {
         None => None,
         Some(bytes) => Some(
@@ -481,11 +482,10 @@ pub fn decode<T: DeserializeOwned>(message: &OwnedMessage) -> Result<Record<T>, 
                 .to_owned(),
         ),
     };
-    let payload = message
+    let bytes = message
         .payload()
         .ok_or_else(|| "record has no payload".to_owned())?;
-    let value = serde_json::from_slice(payload)
-        .map_err(|err| format!("payload is not a valid record: {err}"))?;
+    let value = payload(bytes)?;
     let headers = message
         .headers()
         .map(|headers| {
@@ -511,10 +511,95 @@ pub fn decode<T: DeserializeOwned>(message: &OwnedMessage) -> Result<Record<T>, 
     })
 }
 
+/// Decodes a JSON payload as `T`; the error names `T` and serde's reason with its position,
+/// e.g. "payload is not a valid ShowPosition: missing field `show_id` at line 1 column 80".
+pub fn json<T: DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(payload)
+        .map_err(|err| format!("payload is not a valid {}: {err}", type_name::<T>()))
+}
+
+/// `T`'s name without its module path (`ShowPosition`, not `movieflix::events::ShowPosition`).
+pub fn type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    let base = full.split('<').next().unwrap_or(full);
+    match base.rsplit_once("::") {
+        Some((_, name)) if base.len() == full.len() => name,
+        _ => full,
+    }
+}
+
+/// The key a record must have because of what its payload says: the payload's id and the field
+/// it comes from (`user_id`). State is kept per key, on the partition the key hashes to, and
+/// queried there: a record under another key (or none) would be folded into the wrong task and
+/// never found again. See [`check_key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayloadKey<'v> {
+    pub field: &'static str,
+    pub value: &'v str,
+}
+
+impl<'v> PayloadKey<'v> {
+    pub fn new(field: &'static str, value: &'v str) -> Self {
+        PayloadKey { field, value }
+    }
+}
+
+/// The one rule for a key that disagrees with its payload, for every stateful processor here:
+/// the record is rejected (dead-lettered) with the reason `key "X" does not match user_id "Y"`
+/// (`key null …` without a key). Re-keying it instead would hide a producer bug; the dead
+/// letter shows it, and `casestudies dlq replay` cannot fix it, the producer must.
+pub fn check_key(key: Option<&str>, expected: PayloadKey<'_>) -> Result<(), String> {
+    match key {
+        Some(key) if key == expected.value => Ok(()),
+        Some(key) => Err(format!(
+            "key {key:?} does not match {} {:?}",
+            expected.field, expected.value
+        )),
+        None => Err(format!(
+            "key null does not match {} {:?}",
+            expected.field, expected.value
+        )),
+    }
+}
+
 /// Sleeps for `duration`; `false` if shutdown came first.
 async fn sleep_unless_shutdown(duration: Duration, shutdown: &CancellationToken) -> bool {
     tokio::select! {
         _ = shutdown.cancelled() => false,
         _ = tokio::time::sleep(duration) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_that_disagrees_with_the_payload_is_named_in_the_reason() {
+        let expected = PayloadKey::new("user_id", "carl");
+        assert_eq!(check_key(Some("carl"), expected), Ok(()));
+        assert_eq!(
+            check_key(Some("dave"), expected).unwrap_err(),
+            r#"key "dave" does not match user_id "carl""#
+        );
+        assert_eq!(
+            check_key(None, expected).unwrap_err(),
+            r#"key null does not match user_id "carl""#
+        );
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Position {
+        user_id: String,
+    }
+
+    #[test]
+    fn a_json_error_names_the_type_and_where() {
+        let err = json::<Position>(br#"{"user": "x"}"#).unwrap_err();
+        assert_eq!(
+            err,
+            "payload is not a valid Position: missing field `user_id` at line 1 column 13"
+        );
     }
 }

@@ -21,12 +21,16 @@ pub struct ConsumerLabels {
     pub group: String,
 }
 
+/// `kafka_records_dead_lettered_total`: one series per rejecting application, source topic and
+/// kind, counted by [`crate::dlq`] for every runtime (consumer loop, streams, analytics sink).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeadLetterLabels {
+    /// The consumer group or streams application id that rejected the record.
+    pub application: String,
+    /// The topic the record was read from (its letter is on `<topic>.dlq`).
     pub topic: String,
-    pub group: String,
     /// `decode` (bytes are not a valid record) or `rejected` (the handler said it never will be).
-    pub reason: String,
+    pub kind: String,
 }
 
 /// The counters the Kafka plumbing in this crate updates.
@@ -64,7 +68,7 @@ fn global() -> &'static Global {
         );
         registry.register(
             "kafka_records_dead_lettered",
-            "Records sent to a dead-letter topic",
+            "Records sent to a dead-letter topic (acknowledged), by rejecting application and source topic",
             client.dead_lettered.clone(),
         );
         registry.register(

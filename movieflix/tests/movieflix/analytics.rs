@@ -67,6 +67,74 @@ async fn parquet_files_hold_exactly_the_positions_produced() {
             .iter()
             .all(|h| h.contains("/date=") && h.contains("/hour="))
     );
+    // `hour=7`, not `hour=07`: every folder's value is the integer it spells, so engines type
+    // the column the same way whatever hours a run has.
+    for dir in &hours {
+        let hour = dir.rsplit_once("/hour=").unwrap().1;
+        assert_eq!(hour.parse::<u32>().unwrap().to_string(), hour, "{dir}");
+    }
+    app.stop().await.unwrap();
+}
+
+/// The sink applies the services' validation: a well-formed position the services reject
+/// (unknown show, position beyond the duration) is dead-lettered with the reason, not stored
+/// as a fact in the analytics store; a valid one behind it is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sink_stores_no_position_the_services_reject() {
+    let kafka = TestKafka::start().await.unwrap();
+    let (state, analytics) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let app = spawn(&kafka, &["analytics-sink"], state.path(), analytics.path()).await;
+    let topic = kafka.kafka().topic(&SHOW_POSITION);
+    let producer = EventProducer::new(kafka.kafka()).unwrap();
+    let movie = movieflix::catalog::Catalog::shared()
+        .get("m002")
+        .unwrap()
+        .duration_s;
+    let position = |show_id: &str, position_s: u32| ShowPosition {
+        event_id: shared::event::new_event_id(),
+        user_id: "erin".into(),
+        show_id: show_id.into(),
+        episode: None,
+        position_s,
+        duration_s: movie,
+        at: Utc::now(),
+    };
+    for bad in [position("nope", 1), position("m002", movie + 1)] {
+        producer.publish(&topic, "erin", &bad).await.unwrap();
+    }
+    let good = position("m002", 7);
+    producer.publish(&topic, "erin", &good).await.unwrap();
+
+    let rows = eventually(
+        Duration::from_secs(30),
+        "the valid row in Parquet",
+        || async {
+            let rows = parquet_rows(analytics.path());
+            (!rows.is_empty()).then_some(rows)
+        },
+    )
+    .await;
+    let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(ids, vec![good.event_id.as_str()], "only the valid position");
+
+    let letters = kafka
+        .read_dlq(&topic, 2, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let sink = format!("{}movieflix-analytics-sink", kafka.kafka().prefix());
+    let mut reasons: Vec<&str> = letters
+        .iter()
+        .map(|l| {
+            assert_eq!(
+                (l.kind.as_str(), l.application.as_deref()),
+                ("rejected", Some(sink.as_str()))
+            );
+            l.error.as_str()
+        })
+        .collect();
+    reasons.sort();
+    assert!(reasons[0].contains("is beyond duration_s"), "{reasons:?}");
+    assert!(reasons[1].contains("unknown show_id"), "{reasons:?}");
     app.stop().await.unwrap();
 }
 

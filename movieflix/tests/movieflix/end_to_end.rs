@@ -180,15 +180,15 @@ async fn an_undecodable_position_is_dead_lettered_and_the_services_keep_going() 
     assert_eq!(body["position_s"], 42);
 
     // Three consumers read show_position: the resuming service, the engine, the sink. Each
-    // dead-letters the garbage (a decode failure); the two streams apps also reject the unknown
-    // show (the sink stores any well-formed position).
+    // dead-letters the garbage (a decode failure) and rejects the unknown show (one validation
+    // for the services and the sink).
     let letters = kafka
-        .read_dlq(&topic, 5, Duration::from_secs(30))
+        .read_dlq(&topic, 6, Duration::from_secs(30))
         .await
         .unwrap();
     let decode = letters.iter().filter(|l| l.kind == "decode").count();
     let rejected = letters.iter().filter(|l| l.kind == "rejected").count();
-    assert_eq!((decode, rejected), (3, 2), "{letters:#?}");
+    assert_eq!((decode, rejected), (3, 3), "{letters:#?}");
     assert!(
         letters
             .iter()
@@ -200,10 +200,181 @@ async fn an_undecodable_position_is_dead_lettered_and_the_services_keep_going() 
         "{rejected_reason}"
     );
 
-    let metrics = shared::testkit::http::metrics(&http, &app.url()).await;
-    assert!(
-        metrics.contains("analytics_sink_dead_lettered_total"),
-        "{metrics}"
+    // One letter per application, each saying which application rejected it and why in terms
+    // a person can act on: the type the topic carries and serde's reason, from every runtime
+    // (the engine reads two topics of two types and decodes per topic).
+    let prefix = kafka.kafka().prefix().to_owned();
+    let (resuming, engine, sink) = (
+        format!("{prefix}movieflix-resuming"),
+        format!("{prefix}movieflix-recommendation-engine"),
+        format!("{prefix}movieflix-analytics-sink"),
     );
+    let mut decoders: Vec<String> = letters
+        .iter()
+        .filter(|l| l.kind == "decode")
+        .map(|l| l.application.clone().expect("dead_lettered_by header"))
+        .collect();
+    decoders.sort();
+    let mut expected = vec![resuming.clone(), engine.clone(), sink.clone()];
+    expected.sort();
+    assert_eq!(decoders, expected, "{letters:#?}");
+    let mut rejecters: Vec<String> = letters
+        .iter()
+        .filter(|l| l.kind == "rejected")
+        .map(|l| l.application.clone().expect("dead_lettered_by header"))
+        .collect();
+    rejecters.sort();
+    let mut expected = vec![resuming.clone(), engine.clone(), sink.clone()];
+    expected.sort();
+    assert_eq!(rejecters, expected, "{letters:#?}");
+    for letter in letters.iter().filter(|l| l.kind == "decode") {
+        assert!(
+            letter
+                .error
+                .starts_with("payload is not a valid ShowPosition: ")
+                && letter.error.contains("at line 1 column"),
+            "{letter:#?}"
+        );
+    }
+
+    // The one metric adds up: every letter is counted once, under its application and topic.
+    let series = |metrics: &str| -> Vec<(String, String, u64)> {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("kafka_records_dead_lettered_total{")
+                    && l.contains(&format!("topic=\"{topic}\""))
+            })
+            .map(|l| {
+                let label = |name: &str| {
+                    let start = l.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+                    l[start..].split('"').next().unwrap().to_owned()
+                };
+                let n = l.rsplit(' ').next().unwrap().parse().unwrap();
+                (label("application"), label("kind"), n)
+            })
+            .collect()
+    };
+    let counted = eventually(
+        Duration::from_secs(30),
+        "six dead letters counted",
+        || async {
+            let metrics = shared::testkit::http::metrics(&http, &app.url()).await;
+            let series = series(&metrics);
+            (series.iter().map(|s| s.2).sum::<u64>() >= 6).then_some(series)
+        },
+    )
+    .await;
+    let count = |application: &str, kind: &str| {
+        counted
+            .iter()
+            .filter(|s| s.0 == application && s.1 == kind)
+            .map(|s| s.2)
+            .sum::<u64>()
+    };
+    assert_eq!(counted.iter().map(|s| s.2).sum::<u64>(), 6, "{counted:?}");
+    for application in [&resuming, &engine, &sink] {
+        assert_eq!(
+            count(application, "decode"),
+            1,
+            "{application}: {counted:?}"
+        );
+    }
+    for application in [&resuming, &engine] {
+        assert_eq!(
+            count(application, "rejected"),
+            1,
+            "{application}: {counted:?}"
+        );
+    }
+    app.stop().await.unwrap();
+}
+
+/// A well-formed position under a key that is not its `user_id` (or no key) would be folded into
+/// another viewer's task, where no query ever looks: every consumer of `show_position` (the two
+/// streams apps and the sink) dead-letters it with the reason, and a correctly keyed position
+/// of the same viewer behind them is processed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_position_under_the_wrong_key_is_dead_lettered_with_the_reason() {
+    let kafka = TestKafka::start().await.unwrap();
+    let (state, analytics) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let app = spawn(&kafka, &[], state.path(), analytics.path()).await;
+    let http = client();
+    let topic = kafka.kafka().topic(&SHOW_POSITION);
+    let producer = EventProducer::new(kafka.kafka()).unwrap();
+    let movie = movieflix::catalog::Catalog::shared()
+        .get("m002")
+        .unwrap()
+        .duration_s;
+    let position = |position_s: u32| movieflix::events::ShowPosition {
+        event_id: shared::event::new_event_id(),
+        user_id: "carl".into(),
+        show_id: "m002".into(),
+        episode: None,
+        position_s,
+        duration_s: movie,
+        at: Utc::now(),
+    };
+    producer
+        .publish(&topic, "dave", &position(500))
+        .await
+        .unwrap();
+    let null_keyed = position(600);
+    producer
+        .send(
+            &topic,
+            None,
+            Some(&serde_json::to_vec(&null_keyed).unwrap()),
+            OwnedHeaders::new(),
+            None,
+        )
+        .await
+        .unwrap();
+    producer
+        .publish(&topic, "carl", &position(42))
+        .await
+        .unwrap();
+
+    let body: Value = eventually(
+        Duration::from_secs(30),
+        "carl's correctly keyed position",
+        || async {
+            let (status, body) =
+                get(&http, &format!("{}/v1/users/carl/resume/m002", app.url())).await;
+            (status == StatusCode::OK).then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(body["position_s"], 42);
+
+    let letters = kafka
+        .read_dlq(&topic, 6, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let prefix = kafka.kafka().prefix().to_owned();
+    for application in [
+        "movieflix-resuming",
+        "movieflix-recommendation-engine",
+        "movieflix-analytics-sink",
+    ] {
+        let application = format!("{prefix}{application}");
+        let mut reasons: Vec<&str> = letters
+            .iter()
+            .filter(|l| l.application.as_deref() == Some(application.as_str()))
+            .map(|l| {
+                assert_eq!(l.kind, "rejected", "{l:#?}");
+                l.error.as_str()
+            })
+            .collect();
+        reasons.sort();
+        assert_eq!(
+            reasons,
+            vec![
+                r#"key "dave" does not match user_id "carl""#,
+                r#"key null does not match user_id "carl""#,
+            ],
+            "{application}: {letters:#?}"
+        );
+    }
     app.stop().await.unwrap();
 }

@@ -69,6 +69,27 @@ async fn invalid_positions_are_400s_and_nothing_is_published() {
             "at": "yesterday"}),
             "at",
         ),
+        // Event times outside the documented window (7 days back, 5 minutes ahead).
+        (
+            json!({"user_id": "u", "show_id": "m001", "position_s": 1, "duration_s": 10,
+            "at": "0001-01-01T00:00:00Z"}),
+            "more than 7 days in the past",
+        ),
+        (
+            json!({"user_id": "u", "show_id": "m001", "position_s": 1, "duration_s": 10,
+            "at": "1970-01-01T00:00:00Z"}),
+            "more than 7 days in the past",
+        ),
+        (
+            json!({"user_id": "u", "show_id": "m001", "position_s": 1, "duration_s": 10,
+            "at": (chrono::Utc::now() - chrono::TimeDelta::days(8)).to_rfc3339()}),
+            "more than 7 days in the past",
+        ),
+        (
+            json!({"user_id": "u", "show_id": "m001", "position_s": 1, "duration_s": 10,
+            "at": (chrono::Utc::now() + chrono::TimeDelta::minutes(10)).to_rfc3339()}),
+            "more than 5 minutes in the future",
+        ),
     ];
     for (body, expected) in &cases {
         let (status, answer) = post(&http, &url, body).await;

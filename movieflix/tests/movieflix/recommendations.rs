@@ -77,13 +77,14 @@ async fn recommendations_follow_taste_and_what_others_watched_next() {
     let comedy = movies_of(&catalog, "comedy");
     let now = Utc::now();
 
-    // A month ago Cleo watched a sci-fi movie: her recommendations lean sci-fi.
+    // Six days ago (the API takes event times up to 7 days back) Cleo watched a sci-fi movie:
+    // her recommendations lean sci-fi.
     watch(
         &http,
         &app,
         "cleo",
         &sci_fi[0],
-        now - chrono::Duration::days(30),
+        now - chrono::Duration::days(6),
     )
     .await;
     let first = recommendations_after(&http, &app, "cleo", "sci-fi recommendations", |body| {

@@ -486,19 +486,35 @@ impl Runtime {
             task.stream_time = task.stream_time.max(timestamp.unwrap_or(i64::MIN));
             let mut backoff = Duration::from_millis(100);
             loop {
-                let decoded = crate::consumer::decode::<P::Input>(&message);
+                let decoded = crate::consumer::decode_with(&message, |payload| {
+                    processor.decode(message.topic(), payload)
+                });
                 let record = match decoded {
                     Ok(record) => record,
                     Err(reason) => {
                         task.outputs.push(dead_letter(
                             &message,
+                            &self.config.application_id,
                             dlq::DeadLetterKind::Decode,
                             &reason,
                         ));
-                        self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
                         break;
                     }
                 };
+                let key_check = processor
+                    .key_of(message.topic(), &record.value)
+                    .map_or(Ok(()), |expected| {
+                        crate::consumer::check_key(record.key.as_deref(), expected)
+                    });
+                if let Err(reason) = key_check {
+                    task.outputs.push(dead_letter(
+                        &message,
+                        &self.config.application_id,
+                        dlq::DeadLetterKind::Rejected,
+                        &reason,
+                    ));
+                    break;
+                }
                 let outputs_before = task.outputs.len();
                 let meta = RecordMeta {
                     topic: message.topic().to_owned(),
@@ -519,10 +535,10 @@ impl Runtime {
                         ctx.rollback(outputs_before);
                         task.outputs.push(dead_letter(
                             &message,
+                            &self.config.application_id,
                             dlq::DeadLetterKind::Rejected,
                             &reason,
                         ));
-                        self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
                         break;
                     }
                     Err(HandlerError::Transient(err)) => {

@@ -23,7 +23,6 @@ use super::context::Output;
 use super::guarantee::Guarantee;
 use super::state::Checkpoint;
 use crate::dlq;
-use crate::topics::dlq_name;
 
 /// Delivery reports: errors, and the offsets of marker records (opaque = marker slot + 1).
 #[derive(Default)]
@@ -253,6 +252,10 @@ impl Runtime {
             for writes in &mut task.overlay {
                 writes.clear();
             }
+            for letter in task.outputs.iter().filter_map(|o| o.dead_letter.as_ref()) {
+                letter.acknowledged();
+                self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            }
             task.outputs.clear();
             task.checkpoint = checkpoint;
             task.dirty = false;
@@ -349,19 +352,21 @@ pub(super) fn send(
     }
 }
 
-/// A dead letter as an output of the batch: acknowledged before the input offset is committed.
+/// A dead letter as an output of the batch: acknowledged before the input offset is committed,
+/// and counted ([`dlq::Letter::acknowledged`]) when the batch's state is written.
 pub(super) fn dead_letter(
     message: &OwnedMessage,
+    application: &str,
     kind: dlq::DeadLetterKind,
     reason: &str,
 ) -> Output {
-    dlq::warn(message, kind, reason);
-    let headers = dlq::dead_letter_headers(message, kind, reason);
+    let letter = dlq::Letter::new(message, application, kind, reason);
     Output {
-        topic: dlq_name(message.topic()),
-        key: message.key().map(<[u8]>::to_vec),
-        payload: message.payload().map(<[u8]>::to_vec),
-        headers,
-        timestamp_ms: message.timestamp().to_millis(),
+        topic: letter.topic.clone(),
+        key: letter.key.clone(),
+        payload: letter.payload.clone(),
+        headers: letter.headers.clone(),
+        timestamp_ms: letter.timestamp_ms,
+        dead_letter: Some(letter),
     }
 }

@@ -16,6 +16,8 @@ pub struct Output {
     pub payload: Option<Vec<u8>>,
     pub headers: Vec<(String, Vec<u8>)>,
     pub timestamp_ms: Option<i64>,
+    /// Set when this output is a dead letter: counted once the batch is acknowledged.
+    pub dead_letter: Option<crate::dlq::Letter>,
 }
 
 /// Coordinates of the record being processed (`offset = -1` during punctuation).
@@ -197,6 +199,7 @@ impl<'a> ProcessorContext<'a> {
             payload: Some(payload),
             headers: vec![("event_id".to_owned(), id.into_bytes())],
             timestamp_ms: self.meta.timestamp_ms.or(Some(self.stream_time)),
+            dead_letter: None,
         });
         Ok(())
     }

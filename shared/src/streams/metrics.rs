@@ -16,7 +16,6 @@ struct AppLabels {
 struct Families {
     processed: Family<AppLabels, Counter>,
     skipped: Family<AppLabels, Counter>,
-    dead_lettered: Family<AppLabels, Counter>,
     late_dropped: Family<AppLabels, Counter>,
     restored: Family<AppLabels, Counter>,
     batches: Family<AppLabels, Counter>,
@@ -31,7 +30,6 @@ fn families() -> &'static Families {
         let f = Families {
             processed: Family::default(),
             skipped: Family::default(),
-            dead_lettered: Family::default(),
             late_dropped: Family::default(),
             restored: Family::default(),
             batches: Family::default(),
@@ -45,7 +43,6 @@ fn families() -> &'static Families {
             "Input records skipped because the state already contained them (after a crash or rebalance)",
             f.skipped.clone(),
         );
-        crate::metrics::register("streams_records_dead_lettered", "Input records sent to a DLQ", f.dead_lettered.clone());
         crate::metrics::register(
             "streams_late_records_dropped",
             "Records dropped because their window had closed (after grace)",
@@ -76,6 +73,8 @@ fn families() -> &'static Families {
 pub struct StreamsStats {
     pub processed: AppCounter,
     pub skipped: AppCounter,
+    /// Dead letters acknowledged (on `/metrics` as `kafka_records_dead_lettered_total`, with
+    /// every other runtime's: see [`crate::dlq`]).
     pub dead_lettered: AppCounter,
     pub late_dropped: AppCounter,
     pub restored: AppCounter,
@@ -107,6 +106,14 @@ impl AppCounter {
         }
     }
 
+    /// A counter read in-process only (its Prometheus series is another metric's).
+    fn local() -> Self {
+        AppCounter {
+            value: AtomicU64::new(0),
+            exported: Counter::default(),
+        }
+    }
+
     pub fn fetch_add(&self, n: u64, ordering: Ordering) -> u64 {
         self.exported.inc_by(n);
         self.value.fetch_add(n, ordering)
@@ -123,7 +130,7 @@ impl StreamsStats {
         StreamsStats {
             processed: AppCounter::new(&f.processed, application),
             skipped: AppCounter::new(&f.skipped, application),
-            dead_lettered: AppCounter::new(&f.dead_lettered, application),
+            dead_lettered: AppCounter::local(),
             late_dropped: AppCounter::new(&f.late_dropped, application),
             restored: AppCounter::new(&f.restored, application),
             batches: AppCounter::new(&f.batches, application),

@@ -17,6 +17,14 @@ pub trait Processor: Send + 'static {
     /// The input records' value type (JSON). Undecodable records go to `<topic>.dlq`.
     type Input: DeserializeOwned;
 
+    /// Decodes a record's payload from `topic`. The default decodes `Self::Input` as JSON; an
+    /// application with several inputs of different types decodes per topic, so a dead letter
+    /// names the type that topic carries and serde's reason (not "did not match any variant").
+    fn decode(&self, topic: &str, payload: &[u8]) -> Result<Self::Input, String> {
+        let _ = topic;
+        crate::consumer::json(payload)
+    }
+
     /// Handles one record. Writes and emits are committed with the batch; on `Err` they are
     /// undone (`Permanent` → dead-letter the record, `Transient` → retry it with backoff).
     fn process(
@@ -25,6 +33,20 @@ pub trait Processor: Send + 'static {
         key: Option<&str>,
         value: Self::Input,
     ) -> Result<(), HandlerError>;
+
+    /// The key a record of `topic` must have, from its payload (e.g. `user_id` for a store keyed
+    /// by user), or `None` when any key will do. A record whose key differs — or is null — is
+    /// dead-lettered before `process` sees it, with the reason `key "X" does not match user_id
+    /// "Y"` ([`crate::consumer::check_key`]): every stateful processor declares its inputs' keys,
+    /// so none folds a record into a task where queries never look.
+    fn key_of<'v>(
+        &self,
+        topic: &str,
+        value: &'v Self::Input,
+    ) -> Option<crate::consumer::PayloadKey<'v>> {
+        let _ = (topic, value);
+        None
+    }
 
     /// Called every `punctuate_every` (wall clock) for each open task.
     fn punctuate(&mut self, _ctx: &mut ProcessorContext<'_>) -> Result<(), HandlerError> {

@@ -136,11 +136,7 @@ async fn services_of_another_process_start_and_serve_on_the_standalone_broker() 
         &[],
         &ServeArgs::for_tests(bank_dir.path()),
         &mybank::app::Options {
-            config: concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../mybank/config/transactions-source.properties"
-            )
-            .into(),
+            config: None,
             database_url: None,
             notifications_database_url: None,
             smtp_url: None,
