@@ -68,14 +68,14 @@ pub fn config(kafka: &Kafka, dir: std::path::PathBuf) -> SinkConfig {
 
 /// Starts the sink. A position the services reject (`ShowPosition::validate` against the
 /// catalog: unknown show, position beyond the duration, …) is dead-lettered, not stored.
-pub fn start(
+pub async fn start(
     kafka: &Kafka,
     config: SinkConfig,
     catalog: Arc<Catalog>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SinkHandle> {
     let validate = move |position: &ShowPosition| position.validate(&catalog);
-    analytics::start::<ShowPosition>(kafka, config, validate, shutdown)
+    analytics::start::<ShowPosition>(kafka, config, validate, shutdown).await
 }
 
 /// The analytics sink on the scaffold: Parquet files under `<analytics dir>`; its stats can be
@@ -103,7 +103,8 @@ impl shared::service::Service<crate::app::Resources> for Service {
             config,
             Arc::clone(&resources.catalog),
             ctx.shutdown.clone(),
-        )?;
+        )
+        .await?;
         Ok(shared::service::Running::new()
             .handle(std::sync::Arc::new(sink.stats.clone()))
             .on_stop(sink.join()))

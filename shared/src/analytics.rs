@@ -17,6 +17,9 @@
 //! (uncommitted records are re-read) and nothing is written twice (records already in a file are
 //! skipped). Leftover temporary files are deleted.
 //!
+//! Offsets belong to one cluster: on a new, empty broker the sink starts a new *generation* of
+//! file names (`….g<n>.parquet`) and keeps the old files ([`bind_to_cluster`]).
+//!
 //! A file is closed when the next record belongs to another date/hour (event times are mostly in
 //! order per partition), when it holds `max_rows` rows, or when it is `max_age` old.
 
@@ -124,6 +127,9 @@ pub struct SinkConfig {
     /// …or when its first row is this old (bounds how stale the store is).
     pub max_age: Duration,
     pub consumer_properties: Vec<(String, String)>,
+    /// Which cluster's offsets the file names hold ([`bind_to_cluster`]; 0 for the first
+    /// cluster the directory saw).
+    pub generation: u32,
 }
 
 impl SinkConfig {
@@ -135,6 +141,7 @@ impl SinkConfig {
             max_rows: 50_000,
             max_age: Duration::from_secs(10),
             consumer_properties: Vec::new(),
+            generation: 0,
         }
     }
 }
@@ -213,14 +220,16 @@ impl SinkHandle {
 /// `validate` is the services' own check of a record (the same function the API and the
 /// processors call): a record it rejects is dead-lettered with its reason, not stored, so the
 /// analytics store never holds a fact the services refused.
-pub fn start<R: AnalyticsRow>(
+pub async fn start<R: AnalyticsRow>(
     kafka: &Kafka,
-    config: SinkConfig,
+    mut config: SinkConfig,
     validate: impl Fn(&R) -> Result<(), String> + Send + 'static,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SinkHandle> {
     std::fs::create_dir_all(&config.dir)
         .with_context(|| format!("creating {}", config.dir.display()))?;
+    let identity = crate::cluster::identity(kafka).await?;
+    config.generation = bind_to_cluster(&config.dir, &config.topic, &identity)?;
     let revoked = Arc::new(Mutex::new(BTreeSet::new()));
     let consumer: BaseConsumer<RevocationContext> = kafka
         .group_consumer_config(&config.group_id, &config.consumer_properties)
@@ -347,7 +356,12 @@ impl<R: AnalyticsRow> Sink<R> {
         let durable = match self.durable.get(&partition) {
             Some(next) => *next,
             None => {
-                let next = recover(&self.config.dir, &self.config.topic, partition)?;
+                let next = recover(
+                    &self.config.dir,
+                    &self.config.topic,
+                    self.config.generation,
+                    partition,
+                )?;
                 self.durable.insert(partition, next);
                 next
             }
@@ -416,7 +430,13 @@ impl<R: AnalyticsRow> Sink<R> {
         };
         if !open.rows.is_empty() {
             let dir = self.config.dir.join(partition_dir(open.bucket));
-            let name = file_name(&self.config.topic, partition, open.first, open.last);
+            let name = file_name(
+                &self.config.topic,
+                self.config.generation,
+                partition,
+                open.first,
+                open.last,
+            );
             write_file(&dir, &name, &self.schema, &self.columns, &open.rows)?;
             self.stats.files.inc();
             self.stats.rows.inc_by(open.rows.len() as u64);
@@ -452,15 +472,27 @@ pub fn partition_dir_of(at: DateTime<Utc>) -> PathBuf {
     partition_dir(bucket(at))
 }
 
-/// `<topic>+<partition>+<first>-<last>.parquet`, offsets zero-padded so names sort by offset.
-pub fn file_name(topic: &str, partition: i32, first: i64, last: i64) -> String {
-    format!("{topic}+{partition}+{first:020}-{last:020}.parquet")
+/// `<topic>+<partition>+<first>-<last>.parquet`, offsets zero-padded so names sort by offset;
+/// from the second cluster the directory sees on, `….g<generation>.parquet` ([`bind_to_cluster`]).
+pub fn file_name(topic: &str, generation: u32, partition: i32, first: i64, last: i64) -> String {
+    format!(
+        "{topic}+{partition}+{first:020}-{last:020}{}",
+        file_suffix(generation)
+    )
 }
 
-/// The next offset of `partition` not yet in a file, from the file names under `dir` (0 if
-/// none); deletes the partition's leftover temporary files.
-pub fn recover(dir: &Path, topic: &str, partition: i32) -> anyhow::Result<i64> {
+fn file_suffix(generation: u32) -> String {
+    match generation {
+        0 => ".parquet".to_owned(),
+        g => format!(".g{g}.parquet"),
+    }
+}
+
+/// The next offset of `partition` not yet in a file of this `generation`, from the file names
+/// under `dir` (0 if none); deletes the partition's leftover temporary files.
+pub fn recover(dir: &Path, topic: &str, generation: u32, partition: i32) -> anyhow::Result<i64> {
     let prefix = format!("{topic}+{partition}+");
+    let suffix = file_suffix(generation);
     let mut next = 0;
     for path in files_under(dir)? {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
@@ -472,10 +504,11 @@ pub fn recover(dir: &Path, topic: &str, partition: i32) -> anyhow::Result<i64> {
         }
         let Some(range) = name
             .strip_prefix(&prefix)
-            .and_then(|rest| rest.strip_suffix(".parquet"))
+            .and_then(|rest| rest.strip_suffix(&suffix))
         else {
             continue;
         };
+        // Another generation's name (`….g2` before `.parquet`) does not parse as an offset.
         if let Some((_, last)) = range.split_once('-')
             && let Ok(last) = last.parse::<i64>()
         {
@@ -483,6 +516,66 @@ pub fn recover(dir: &Path, topic: &str, partition: i32) -> anyhow::Result<i64> {
         }
     }
     Ok(next)
+}
+
+/// Ties the sink's files of `topic` under `dir` to the cluster `identity` (the stamp
+/// `<dir>/.<topic>.cluster`: identity and generation) and returns the generation to write.
+///
+/// File names hold offsets, which mean something only on the cluster that assigned them: on a
+/// new, empty broker (the embedded one after a restart) offsets start at 0 again, and the old
+/// names would make the sink skip the new records as "already written". The files themselves
+/// are facts and stay; a new cluster gets the next generation, whose names alone say where to
+/// resume. Files without a stamp are treated as another cluster's (at worst rows are written
+/// again, never lost).
+pub fn bind_to_cluster(dir: &Path, topic: &str, identity: &str) -> anyhow::Result<u32> {
+    let stamp = dir.join(format!(".{topic}.cluster"));
+    let recorded = match std::fs::read_to_string(&stamp) {
+        Ok(text) => {
+            let (generation, recorded) = text.trim().split_once(' ').with_context(|| {
+                format!("{}: expected \"<generation> <cluster>\"", stamp.display())
+            })?;
+            let generation: u32 = generation
+                .parse()
+                .with_context(|| format!("{}: bad generation", stamp.display()))?;
+            Some((generation, recorded.to_owned()))
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => return Err(err).with_context(|| format!("reading {}", stamp.display())),
+    };
+    let generation = match recorded {
+        Some((generation, recorded)) if recorded == identity => return Ok(generation),
+        Some((generation, recorded)) => {
+            tracing::warn!(
+                dir = %dir.display(), topic,
+                "analytics files of {topic} were written from {recorded}, but the broker is \
+                 {identity}: they stay, and new files start generation {} (their offsets are \
+                 this cluster's)",
+                generation + 1
+            );
+            generation + 1
+        }
+        None => {
+            let prefix = format!("{topic}+");
+            let unstamped = files_under(dir)?.iter().any(|path| {
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".parquet"))
+            });
+            if unstamped {
+                tracing::warn!(
+                    dir = %dir.display(), topic,
+                    "analytics files of {topic} do not say which cluster they came from: they \
+                     stay, and new files start generation 1"
+                );
+            }
+            u32::from(unstamped)
+        }
+    };
+    let tmp = dir.join(format!(".{topic}.cluster.tmp"));
+    std::fs::write(&tmp, format!("{generation} {identity}"))
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &stamp).with_context(|| format!("writing {}", stamp.display()))?;
+    Ok(generation)
 }
 
 /// Every file below `dir` (the `date=…/hour=…` tree).
@@ -684,18 +777,51 @@ mod tests {
         let hour = dir.path().join("date=2026-11-22/hour=7");
         std::fs::create_dir_all(&hour).unwrap();
         for (p, first, last) in [(3, 0, 9), (3, 10, 41), (4, 0, 99)] {
-            std::fs::write(hour.join(file_name("t", p, first, last)), b"x").unwrap();
+            std::fs::write(hour.join(file_name("t", 0, p, first, last)), b"x").unwrap();
         }
-        let tmp = hour.join(format!(".{}.tmp", file_name("t", 3, 42, 50)));
+        let tmp = hour.join(format!(".{}.tmp", file_name("t", 0, 3, 42, 50)));
         std::fs::write(&tmp, b"partial").unwrap();
-        assert_eq!(recover(dir.path(), "t", 3).unwrap(), 42);
+        assert_eq!(recover(dir.path(), "t", 0, 3).unwrap(), 42);
         assert!(!tmp.exists(), "a crash's temporary file is removed");
-        assert_eq!(recover(dir.path(), "t", 4).unwrap(), 100);
-        assert_eq!(recover(dir.path(), "t", 5).unwrap(), 0);
+        assert_eq!(recover(dir.path(), "t", 0, 4).unwrap(), 100);
+        assert_eq!(recover(dir.path(), "t", 0, 5).unwrap(), 0);
         assert_eq!(
-            recover(dir.path(), "t", 30).unwrap(),
+            recover(dir.path(), "t", 0, 30).unwrap(),
             0,
             "partition 3's files are not partition 30's"
+        );
+        // Another cluster's generation starts from its own files only.
+        std::fs::write(hour.join(file_name("t", 1, 3, 0, 4)), b"x").unwrap();
+        assert_eq!(recover(dir.path(), "t", 1, 3).unwrap(), 5);
+        assert_eq!(recover(dir.path(), "t", 0, 3).unwrap(), 42);
+        assert_eq!(recover(dir.path(), "t", 2, 3).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_new_cluster_starts_a_new_generation_and_keeps_the_old_files() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(bind_to_cluster(dir.path(), "t", "cluster A").unwrap(), 0);
+        assert_eq!(
+            bind_to_cluster(dir.path(), "t", "cluster A").unwrap(),
+            0,
+            "same cluster"
+        );
+        let old = dir.path().join(file_name("t", 0, 0, 0, 9));
+        std::fs::write(&old, b"x").unwrap();
+        assert_eq!(bind_to_cluster(dir.path(), "t", "cluster B").unwrap(), 1);
+        assert!(old.exists(), "facts stay");
+        assert_eq!(bind_to_cluster(dir.path(), "t", "cluster B").unwrap(), 1);
+        assert_eq!(bind_to_cluster(dir.path(), "t", "cluster A").unwrap(), 2);
+        // Files from before stamps: another generation, so nothing is skipped.
+        let unstamped = tempfile::tempdir().unwrap();
+        std::fs::write(unstamped.path().join(file_name("u", 0, 0, 0, 9)), b"x").unwrap();
+        assert_eq!(
+            bind_to_cluster(unstamped.path(), "u", "cluster A").unwrap(),
+            1
+        );
+        assert_eq!(
+            bind_to_cluster(unstamped.path(), "v", "cluster A").unwrap(),
+            0
         );
     }
 }

@@ -76,6 +76,73 @@ async fn parquet_files_hold_exactly_the_positions_produced() {
     app.stop().await.unwrap();
 }
 
+/// Files name offsets, which belong to one cluster. The analytics directory that saw one broker,
+/// then a new, empty one under the same topic names (the embedded broker after a restart):
+/// the old files stay, and every record of the new broker is stored — none skipped as "already
+/// in a file" because an old file's offsets were larger.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_new_cluster_the_sink_keeps_its_files_and_stores_every_new_record() {
+    let first = TestKafka::start().await.unwrap();
+    let prefix = first.kafka().prefix().to_owned();
+    let analytics = tempfile::tempdir().unwrap();
+    let http = client();
+    let duration = movieflix::catalog::Catalog::shared()
+        .get("m005")
+        .unwrap()
+        .duration_s;
+    let positions = |viewer: &'static str, n: u32| {
+        (0..n).map(move |i| {
+            json!({"user_id": format!("{viewer}{}", i % 7), "show_id": "m005",
+                "position_s": i, "duration_s": duration, "at": Utc::now().to_rfc3339()})
+        })
+    };
+    let mut produced = BTreeSet::new();
+    let state = tempfile::tempdir().unwrap();
+    let app = spawn(
+        &first,
+        &["video-position-service", "analytics-sink"],
+        state.path(),
+        analytics.path(),
+    )
+    .await;
+    for body in positions("a", 60) {
+        let accepted = report(&http, &app, body).await;
+        produced.insert(accepted["event_id"].as_str().unwrap().to_owned());
+    }
+    eventually(Duration::from_secs(30), "60 rows in Parquet", || async {
+        (parquet_rows(analytics.path()).len() >= 60).then_some(())
+    })
+    .await;
+    app.stop().await.unwrap();
+    drop(first);
+
+    let second = TestKafka::start().await.unwrap().with_prefix(&prefix);
+    let state = tempfile::tempdir().unwrap();
+    let app = spawn(
+        &second,
+        &["video-position-service", "analytics-sink"],
+        state.path(),
+        analytics.path(),
+    )
+    .await;
+    for body in positions("b", 10) {
+        let accepted = report(&http, &app, body).await;
+        produced.insert(accepted["event_id"].as_str().unwrap().to_owned());
+    }
+    let rows = eventually(
+        Duration::from_secs(30),
+        "every row of both brokers",
+        || async {
+            let rows = parquet_rows(analytics.path());
+            let ids: BTreeSet<String> = rows.iter().map(|r| r.0.clone()).collect();
+            produced.is_subset(&ids).then_some(rows)
+        },
+    )
+    .await;
+    assert_eq!(rows.len(), produced.len(), "no row twice, none lost");
+    app.stop().await.unwrap();
+}
+
 /// The sink applies the services' validation: a well-formed position the services reject
 /// (unknown show, position beyond the duration) is dead-lettered with the reason, not stored
 /// as a fact in the analytics store; a valid one behind it is stored.

@@ -140,6 +140,13 @@ impl TestKafka {
         })
     }
 
+    /// The same broker under another test's topic prefix: its topic and group names (e.g. a
+    /// new broker standing in for an old one, as after an embedded broker's restart).
+    pub fn with_prefix(mut self, prefix: &str) -> TestKafka {
+        self.kafka = self.kafka.with_prefix(prefix);
+        self
+    }
+
     /// The cluster, with this test's topic prefix.
     pub fn kafka(&self) -> &Kafka {
         &self.kafka
