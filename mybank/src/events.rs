@@ -162,12 +162,26 @@ pub struct Alert {
 }
 
 impl Alert {
-    /// One line for humans (notification title, e-mail subject).
+    /// One line for humans (notification title, e-mail subject), the merchant cut to
+    /// [`crate::mailer::SUBJECT_MERCHANT_CHARS`].
     pub fn headline(&self) -> String {
         format!(
             "Large transaction: {} at {}",
             self.amount.to_string().trim(),
-            self.merchant
+            truncate(&self.merchant, crate::mailer::SUBJECT_MERCHANT_CHARS)
         )
+    }
+}
+
+/// `text` cut to at most `max` characters, ending in "..." when cut (ASCII, so a cut subject
+/// stays a plain header).
+pub fn truncate(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => text.into(),
+        Some(_) => {
+            let keep = max.saturating_sub(3);
+            let end = text.char_indices().nth(keep).map_or(text.len(), |(i, _)| i);
+            format!("{}...", &text[..end]).into()
+        }
     }
 }

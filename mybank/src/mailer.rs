@@ -6,6 +6,13 @@
 //! Every message carries `Message-ID: <alert id@mybank.example>`: the notification service
 //! sends one message per alert id, and the id also lets a mail system drop a duplicate should a
 //! crash fall exactly between the SMTP server's acceptance and the service recording it.
+//!
+//! A failure is [`MailError::Permanent`] (an SMTP 5xx reply, a message that cannot be composed:
+//! sending it again cannot help) or [`MailError::Transient`] (a 4xx reply, no connection, a
+//! timeout, a full disk: worth retrying). What goes into a message is bounded: the merchant,
+//! which comes from the bank's data, is cut to [`SUBJECT_MERCHANT_CHARS`] in the subject and
+//! [`BODY_MERCHANT_CHARS`] in the body, and lettre encodes the body (quoted-printable or base64
+//! when it is not short ASCII lines), so no line exceeds SMTP's limit.
 
 use std::path::PathBuf;
 
@@ -20,6 +27,36 @@ use crate::events::Alert;
 pub const FROM: &str = "MyBank Alerts <alerts@mybank.example>";
 /// The header naming the alert (tests and mail filters read it).
 pub const ALERT_HEADER: &str = "X-MyBank-Alert-Id";
+/// At most this many characters of the merchant in the subject (and the in-app title).
+pub const SUBJECT_MERCHANT_CHARS: usize = 40;
+/// At most this many characters of the merchant in the body.
+pub const BODY_MERCHANT_CHARS: usize = 200;
+/// How long one delivery may take before it counts as a transient failure.
+pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Why a message was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// Sending the same message again cannot succeed (SMTP 5xx, a message that cannot be
+    /// composed): record it as failed and move on.
+    #[error("{0}")]
+    Permanent(String),
+    /// Worth trying again later (SMTP 4xx, connection refused or lost, timeout, I/O).
+    #[error("{0:#}")]
+    Transient(anyhow::Error),
+}
+
+impl MailError {
+    fn from_smtp(err: lettre::transport::smtp::Error) -> MailError {
+        if err.is_permanent() {
+            MailError::Permanent(format!("SMTP server rejected the message: {err}"))
+        } else {
+            MailError::Transient(
+                anyhow::Error::new(err).context("SMTP server did not accept the message"),
+            )
+        }
+    }
+}
 
 /// Where alert e-mails go.
 pub enum Mailer {
@@ -75,14 +112,24 @@ impl Mailer {
     }
 
     /// Delivers the alert's e-mail: accepted by the SMTP server, or written to the outbox.
-    pub async fn send(&self, alert: &Alert) -> anyhow::Result<()> {
-        let message = compose(alert)?;
+    pub async fn send(&self, alert: &Alert) -> Result<(), MailError> {
+        let message = compose(alert).map_err(|err| MailError::Permanent(format!("{err:#}")))?;
+        match tokio::time::timeout(SEND_TIMEOUT, self.deliver(alert, message)).await {
+            Ok(result) => result,
+            Err(_) => Err(MailError::Transient(anyhow::anyhow!(
+                "no answer from {} within {SEND_TIMEOUT:?}",
+                self.describe()
+            ))),
+        }
+    }
+
+    async fn deliver(&self, alert: &Alert, message: Message) -> Result<(), MailError> {
         match self {
             Mailer::Smtp { transport, .. } => {
                 transport
                     .send(message)
                     .await
-                    .context("SMTP server did not accept the message")?;
+                    .map_err(MailError::from_smtp)?;
             }
             Mailer::Relay {
                 address,
@@ -93,19 +140,20 @@ impl Mailer {
                 let envelope = message.envelope().clone();
                 let bytes = message.formatted();
                 // A connection the server closed meanwhile (idle timeout) fails the send:
-                // reconnect once and try again; a second failure is the caller's to retry.
+                // reconnect once and try again; a second failure is the caller's to retry. A
+                // permanent rejection is final at once.
                 for attempt in 0..2 {
                     if connection.is_none() {
-                        *connection = Some(connect_relay(address).await?);
+                        *connection =
+                            Some(connect_relay(address).await.map_err(MailError::Transient)?);
                     }
                     let open = connection.as_mut().expect("connected above");
                     match open.send(&envelope, &bytes).await {
                         Ok(_) => return Ok(()),
                         Err(err) => {
                             *connection = None;
-                            if attempt == 1 {
-                                return Err(anyhow::Error::new(err)
-                                    .context("SMTP server did not accept the message"));
+                            if attempt == 1 || err.is_permanent() || err.is_transient() {
+                                return Err(MailError::from_smtp(err));
                             }
                         }
                     }
@@ -115,8 +163,15 @@ impl Mailer {
                 // One file per alert id, written whole (temp + rename): idempotent by name.
                 let path = dir.join(format!("{}.eml", alert.alert_id));
                 let temp = dir.join(format!(".{}.eml.tmp", alert.alert_id));
-                tokio::fs::write(&temp, message.formatted()).await?;
-                tokio::fs::rename(&temp, &path).await?;
+                let written = async {
+                    tokio::fs::write(&temp, message.formatted()).await?;
+                    tokio::fs::rename(&temp, &path).await
+                };
+                written.await.map_err(|err| {
+                    MailError::Transient(
+                        anyhow::Error::new(err).context(format!("cannot write {}", path.display())),
+                    )
+                })?;
             }
         }
         Ok(())
@@ -161,7 +216,7 @@ pub fn compose(alert: &Alert) -> anyhow::Result<Message> {
          -- MyBank (alert {alert_id})\n",
         user = alert.user_id,
         amount = alert.amount,
-        merchant = alert.merchant,
+        merchant = crate::events::truncate(&alert.merchant, BODY_MERCHANT_CHARS),
         account = alert.account_id,
         threshold = alert.threshold,
         id = alert.transaction_id,
@@ -184,7 +239,7 @@ pub fn compose(alert: &Alert) -> anyhow::Result<Message> {
 
 #[cfg(test)]
 mod tests {
-    use super::relay_address;
+    use super::*;
 
     #[test]
     fn only_plain_smtp_urls_take_the_relay_path() {
@@ -197,5 +252,25 @@ mod tests {
         assert_eq!(relay_address("smtp://mail.example?tls=required"), None);
         assert_eq!(relay_address("smtps://mail.example"), None);
         assert_eq!(relay_address("smtp://"), None);
+    }
+
+    #[test]
+    fn a_huge_merchant_makes_a_message_with_short_lines() {
+        let alert: Alert = serde_json::from_value(serde_json::json!({
+            "alert_id": "txn-1", "user_id": "u002", "account_id": "acct-u002",
+            "transaction_id": 1, "amount": {"amount_minor": 90000, "currency": "EUR"},
+            "threshold": {"amount_minor": 50000, "currency": "EUR"},
+            "merchant": "é".repeat(100_000), "threshold_set_at": "2025-01-01T00:00:00Z",
+            "transaction_at": "2025-01-01T00:00:00Z",
+            "detected_at": "2025-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        let text = String::from_utf8(compose(&alert).unwrap().formatted()).unwrap();
+        let longest = text.split("\r\n").map(str::len).max().unwrap();
+        assert!(
+            longest <= 998,
+            "a line of {longest} characters (SMTP allows 998)"
+        );
+        assert!(text.len() < 10_000, "{} bytes", text.len());
     }
 }

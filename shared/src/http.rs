@@ -1,7 +1,8 @@
 //! HTTP plumbing every service uses (axum):
 //!
 //! * `GET /healthz` — the process is up;
-//! * `GET /readyz` — the broker answers a metadata request within 2 s (else 503);
+//! * `GET /readyz` — the broker answers a metadata request within 2 s, and every service's own
+//!   readiness check passes (else 503 naming what is not ready);
 //! * `GET /metrics` — the Prometheus registry in text format;
 //! * errors as `{"error": "...", "detail": ...}` with the right status ([`ApiError`]);
 //! * a JSON body extractor ([`Json`]) whose rejections are such errors (400/413/415, never a
@@ -214,17 +215,31 @@ impl IntoResponse for QueryError {
     }
 }
 
-/// Answers `/readyz` from cluster metadata.
+/// A service's own readiness condition: `Err(reason)` while it cannot do its job (e.g. its
+/// mail server keeps failing).
+pub type ReadyCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// Answers `/readyz` from cluster metadata and the services' [`ReadyCheck`]s.
 #[derive(Clone)]
 pub struct Readiness {
     admin: Arc<AdminClient<DefaultClientContext>>,
+    checks: Arc<std::sync::RwLock<Vec<(&'static str, ReadyCheck)>>>,
 }
 
 impl Readiness {
     pub fn new(kafka: &Kafka) -> anyhow::Result<Self> {
         Ok(Readiness {
             admin: Arc::new(kafka.client_config().create()?),
+            checks: Arc::default(),
         })
+    }
+
+    /// Adds a service's check (`name` appears in the 503 when it fails).
+    pub fn add(&self, name: &'static str, check: ReadyCheck) {
+        self.checks
+            .write()
+            .expect("readiness checks lock")
+            .push((name, check));
     }
 
     /// Number of brokers, if the cluster answers within [`READINESS_TIMEOUT`].
@@ -235,6 +250,16 @@ impl Readiness {
             .map_err(|e| e.to_string())?
             .map(|m| m.brokers().len())
             .map_err(|e| e.to_string())
+    }
+
+    /// The services' checks that fail: (name, reason).
+    pub fn failing(&self) -> Vec<(&'static str, String)> {
+        self.checks
+            .read()
+            .expect("readiness checks lock")
+            .iter()
+            .filter_map(|(name, check)| check().err().map(|reason| (*name, reason)))
+            .collect()
     }
 }
 
@@ -251,10 +276,22 @@ pub fn ops_router(readiness: Readiness) -> Router {
 }
 
 async fn readyz(State(readiness): State<Readiness>) -> Result<Json<Value>, ApiError> {
-    match readiness.check().await {
-        Ok(brokers) => Ok(Json(json!({ "status": "ready", "brokers": brokers }))),
-        Err(err) => Err(ApiError::unavailable("broker unreachable").with_detail(err)),
+    let brokers = readiness
+        .check()
+        .await
+        .map_err(|err| ApiError::unavailable("broker unreachable").with_detail(err))?;
+    let failing = readiness.failing();
+    if !failing.is_empty() {
+        let names: Vec<&str> = failing.iter().map(|(name, _)| *name).collect();
+        let detail: serde_json::Map<String, Value> = failing
+            .into_iter()
+            .map(|(name, reason)| (name.to_owned(), Value::String(reason)))
+            .collect();
+        return Err(
+            ApiError::unavailable(format!("not ready: {}", names.join(", "))).with_detail(detail),
+        );
     }
+    Ok(Json(json!({ "status": "ready", "brokers": brokers })))
 }
 
 async fn metrics_text() -> impl IntoResponse {

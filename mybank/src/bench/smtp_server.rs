@@ -1,6 +1,8 @@
 //! A real SMTP server for the bench and MyBank's tests: Debian's `python3-aiosmtpd`, started as a
 //! child process on a free loopback port, storing every accepted message in a Maildir that
 //! [`SmtpServer::messages`] reads back. (Not a fake: lettre speaks SMTP to it over TCP.)
+//! [`SmtpServer::start_rejecting`] adds a content policy, as mail servers have: a message
+//! containing one of the given texts is refused with `554 5.7.1`.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -26,6 +28,25 @@ impl Received {
     }
 }
 
+/// aiosmtpd's Maildir handler with a content policy (texts from `MYBANK_SMTP_REJECT`, one a
+/// line).
+const POLICY: &str = r#"
+import os
+from aiosmtpd.handlers import Mailbox
+
+class PolicyMailbox(Mailbox):
+    def __init__(self, maildir):
+        super().__init__(maildir)
+        texts = os.environ.get("MYBANK_SMTP_REJECT", "").split("\n")
+        self.reject = [t.encode() for t in texts if t]
+
+    async def handle_DATA(self, server, session, envelope):
+        content = envelope.original_content or b""
+        if any(text in content for text in self.reject):
+            return "554 5.7.1 Message rejected by content policy"
+        return await super().handle_DATA(server, session, envelope)
+"#;
+
 pub struct SmtpServer {
     child: tokio::process::Child,
     port: u16,
@@ -36,7 +57,14 @@ pub struct SmtpServer {
 impl SmtpServer {
     /// Starts aiosmtpd (Debian's `/usr/bin/python3`, else `python3` on the PATH).
     pub async fn start() -> anyhow::Result<SmtpServer> {
+        SmtpServer::start_rejecting(&[]).await
+    }
+
+    /// Starts aiosmtpd with a content policy: a message whose DATA contains any of `texts`
+    /// is answered `554 5.7.1 Message rejected by content policy` and not stored.
+    pub async fn start_rejecting(texts: &[&str]) -> anyhow::Result<SmtpServer> {
         let dir = tempfile::Builder::new().prefix("mybank-smtp-").tempdir()?;
+        std::fs::write(dir.path().join("mybank_smtp_policy.py"), POLICY)?;
         let maildir = dir.path().join("maildir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
@@ -49,8 +77,10 @@ impl SmtpServer {
         let mut child = tokio::process::Command::new(python)
             .args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .args(["-c", "mybank_smtp_policy.PolicyMailbox"])
             .arg(&maildir)
+            .env("PYTHONPATH", dir.path())
+            .env("MYBANK_SMTP_REJECT", texts.join("\n"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

@@ -118,13 +118,25 @@ impl Bank {
 
     /// Inserts a EUR transaction (the bank's own write path); `at` defaults to now.
     pub async fn insert(&self, user: &str, euros: f64, at: Option<DateTime<Utc>>) -> Transaction {
+        self.insert_at_merchant(user, euros, at, "Test Merchant")
+            .await
+    }
+
+    /// [`Bank::insert`] with the merchant's name.
+    pub async fn insert_at_merchant(
+        &self,
+        user: &str,
+        euros: f64,
+        at: Option<DateTime<Utc>>,
+        merchant: &str,
+    ) -> Transaction {
         self.db
             .insert(&NewTransaction {
                 account_id: format!("acct-{user}"),
                 user_id: user.to_owned(),
                 amount: (euros * 100.0).round() as i64,
                 currency: "EUR".to_owned(),
-                merchant: "Test Merchant".to_owned(),
+                merchant: merchant.to_owned(),
                 created_at: at,
             })
             .await

@@ -73,6 +73,7 @@ pub struct Running {
     pub(crate) router: Router,
     pub(crate) stop: Vec<StopFuture>,
     pub(crate) handles: Vec<Arc<dyn Any + Send + Sync>>,
+    pub(crate) ready: Vec<(&'static str, crate::http::ReadyCheck)>,
 }
 
 impl Default for Running {
@@ -87,6 +88,7 @@ impl Running {
             router: Router::new(),
             stop: Vec::new(),
             handles: Vec::new(),
+            ready: Vec::new(),
         }
     }
 
@@ -112,6 +114,16 @@ impl Running {
         let joined = Arc::clone(&handle);
         self.handle(handle)
             .on_stop(async move { joined.join().await })
+    }
+
+    /// A condition `/readyz` also requires: `Err(reason)` makes it answer 503 naming `name`.
+    pub fn ready_check(
+        mut self,
+        name: &'static str,
+        check: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+    ) -> Running {
+        self.ready.push((name, Arc::new(check)));
+        self
     }
 
     /// A value demos and tests may look up by type with [`Process::get`].

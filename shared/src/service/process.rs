@@ -62,9 +62,10 @@ impl Process {
             shutdown: shutdown.clone(),
         };
         let openapi = (case_study.openapi)();
+        let readiness = Readiness::new(kafka)?;
         let mut router = (case_study.routes)(&resources)
             .route("/openapi.json", get(move || async move { Json(openapi) }))
-            .merge(crate::http::ops_router(Readiness::new(kafka)?));
+            .merge(crate::http::ops_router(readiness.clone()));
         let mut stops = Vec::new();
         let mut handles = Vec::new();
         for service in services {
@@ -81,6 +82,9 @@ impl Process {
             router = router.merge(running.router);
             stops.extend(running.stop);
             handles.extend(running.handles);
+            for (name, check) in running.ready {
+                readiness.add(name, check);
+            }
         }
         let server = tokio::spawn(crate::http::serve(
             options.listener,
