@@ -515,11 +515,34 @@ impl NotificationService {
         Ok(())
     }
 
-    /// The user's notifications, newest transaction first.
-    pub async fn list(&self, user: &str, limit: i64) -> anyhow::Result<Vec<Notification>> {
+    /// The user's notifications, newest transaction first; with `before` (an alert id), the
+    /// page after that notification (keyset paging: stable while new alerts arrive).
+    pub async fn list(
+        &self,
+        user: &str,
+        limit: i64,
+        before: Option<&str>,
+    ) -> anyhow::Result<Vec<Notification>> {
+        // Without a cursor, a key greater than every (transaction_at, alert_id): RFC 3339 times
+        // and alert ids are ASCII, which sorts below '~'.
+        let (cursor_at, cursor_id) = match before {
+            None => ("~".to_owned(), "~".to_owned()),
+            Some(alert_id) => {
+                let sql = "SELECT transaction_at FROM notifications
+                           WHERE user_id = $1 AND alert_id = $2";
+                let at: Option<String> = on_db!(&self.db, |pool| sqlx::query_scalar(sql)
+                    .bind(user)
+                    .bind(alert_id)
+                    .fetch_optional(pool)
+                    .await)?;
+                let at = at.ok_or_else(|| UnknownCursor(alert_id.to_owned()))?;
+                (at, alert_id.to_owned())
+            }
+        };
         let sql = "SELECT alert, received_at, email_sent_at, email_failed_at, email_error
                    FROM notifications
-                   WHERE user_id = $1 ORDER BY transaction_at DESC, alert_id DESC LIMIT $2";
+                   WHERE user_id = $1 AND (transaction_at < $2 OR (transaction_at = $2 AND alert_id < $3))
+                   ORDER BY transaction_at DESC, alert_id DESC LIMIT $4";
         type Row = (
             String,
             String,
@@ -529,6 +552,8 @@ impl NotificationService {
         );
         let rows: Vec<Row> = on_db!(&self.db, |pool| sqlx::query_as(sql)
             .bind(user)
+            .bind(&cursor_at)
+            .bind(&cursor_id)
             .bind(limit)
             .fetch_all(pool)
             .await)?;
@@ -559,7 +584,13 @@ impl NotificationService {
 #[derive(Debug, Deserialize)]
 pub struct ListParams {
     limit: Option<String>,
+    before: Option<String>,
 }
+
+/// `before` names no notification of the user.
+#[derive(Debug, thiserror::Error)]
+#[error("before={0:?} is not one of the user's notifications (use an alert_id from a page)")]
+pub struct UnknownCursor(String);
 
 /// The user's notifications, newest first.
 #[utoipa::path(
@@ -568,7 +599,8 @@ pub struct ListParams {
     tag = "notification service",
     params(
         ("user" = String, Path),
-        ("limit" = Option<u32>, Query, description = "at most this many (default 50, max 500)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "at most this many (default 50)"),
+        ("before" = Option<String>, Query, description = "the next page: notifications older than this alert_id (the last of the previous page)"),
     ),
     responses((status = 200, body = [Notification]), (status = 400, description = "Bad user id or limit"))
 )]
@@ -589,11 +621,30 @@ pub async fn list_notifications(
             }
         },
     };
+    if let Some(before) = &params.before {
+        validate_alert_id(before).map_err(ApiError::bad_request)?;
+    }
     service
-        .list(&user, limit)
+        .list(&user, limit, params.before.as_deref())
         .await
         .map(Json)
-        .map_err(ApiError::internal)
+        .map_err(|err| match err.downcast_ref::<UnknownCursor>() {
+            Some(unknown) => ApiError::bad_request(unknown.to_string()),
+            None => ApiError::internal(err),
+        })
+}
+
+/// A paging cursor is an alert id: `txn-` and a row id, nothing a query could trip on.
+fn validate_alert_id(id: &str) -> Result<(), String> {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_:.".contains(&b))
+    {
+        return Err(format!("before={id:?} is not an alert id"));
+    }
+    Ok(())
 }
 
 /// New notifications for the user as server-sent events (`event: alert`, JSON data).

@@ -110,6 +110,52 @@ async fn thresholds_in_force_decide(bank: Bank) {
         no_threshold.id
     );
 
+    // Paging: one notification a page, each page after the last alert of the one before, until
+    // an empty page: every notification once, newest first. A limit outside 1..=500 or a cursor
+    // that is not one of the user's notifications is a 400 that says so.
+    let url = format!("{}/v1/users/alice/notifications", app.url());
+    let (mut paged, mut before) = (Vec::new(), None::<String>);
+    loop {
+        let page_url = match &before {
+            Some(alert_id) => format!("{url}?limit=1&before={alert_id}"),
+            None => format!("{url}?limit=1"),
+        };
+        let (status, page) = send(client().get(page_url)).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let Some(last) = page.as_array().unwrap().last() else {
+            break;
+        };
+        assert_eq!(page.as_array().unwrap().len(), 1);
+        paged.push(last["alert"]["transaction_id"].as_i64().unwrap());
+        assert!(
+            paged.len() <= expected_alice.len(),
+            "pages repeat: {paged:?}"
+        );
+        before = Some(last["alert"]["alert_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        paged.iter().copied().collect::<BTreeSet<_>>(),
+        expected_alice
+    );
+    assert_eq!(
+        paged.len(),
+        expected_alice.len(),
+        "no page repeats one: {paged:?}"
+    );
+    for (query, why) in [
+        ("limit=0", "from 1 to 500"),
+        ("limit=501", "from 1 to 500"),
+        ("before=txn-999999", "not one of the user's notifications"),
+        ("before=a%20b", "not an alert id"),
+    ] {
+        let (status, body) = send(client().get(format!("{url}?{query}"))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(why),
+            "{query}: {body}"
+        );
+    }
+
     // The topic holds the same alerts, and one e-mail per alert is in the outbox.
     let on_topic: BTreeSet<i64> = alerts_on_topic(&bank)
         .await
