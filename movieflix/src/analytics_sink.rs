@@ -66,6 +66,33 @@ pub fn config(kafka: &Kafka, dir: std::path::PathBuf) -> SinkConfig {
     )
 }
 
+/// How far outside the API's window an event time may be when the sink reads it: a day either
+/// way, for a sink that runs behind (the API refused anything older than 7 days when it was
+/// produced; records older than the topic's retention are gone anyway). A record written around
+/// the API (a raw producer) with a time beyond it — year 1, 1970 — is dead-lettered, so it never
+/// makes a `date=0001-01-01` folder.
+pub const STORE_GRACE: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// The sink's check of an event time, relative to `now`.
+pub fn stored_event_time(
+    at: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), String> {
+    let (oldest, newest) = (
+        now - crate::events::MAX_EVENT_AGE - STORE_GRACE,
+        now + crate::events::MAX_EVENT_AHEAD + STORE_GRACE,
+    );
+    if at < oldest || at > newest {
+        return Err(format!(
+            "at ({}) is outside what the analytics store accepts ({} to {})",
+            at.to_rfc3339(),
+            oldest.to_rfc3339(),
+            newest.to_rfc3339()
+        ));
+    }
+    Ok(())
+}
+
 /// Starts the sink. A position the services reject (`ShowPosition::validate` against the
 /// catalog: unknown show, position beyond the duration, …) is dead-lettered, not stored.
 pub async fn start(
@@ -74,7 +101,10 @@ pub async fn start(
     catalog: Arc<Catalog>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SinkHandle> {
-    let validate = move |position: &ShowPosition| position.validate(&catalog);
+    let validate = move |position: &ShowPosition| {
+        position.validate(&catalog)?;
+        stored_event_time(position.at, chrono::Utc::now())
+    };
     analytics::start::<ShowPosition>(kafka, config, validate, shutdown).await
 }
 
