@@ -6,8 +6,18 @@
 //! current threshold per user from `user_settings` itself (a small streams application, store
 //! `thresholds`). That view follows the topic, so a `GET` right after a `PUT` may still show the
 //! previous value for a few milliseconds; the detector does not depend on the event's type.
+//!
+//! A command (`PUT`, `DELETE`) must not decide from a view that lags: two concurrent `PUT`s would
+//! both read "no threshold" and publish two `ThresholdEnabled`. So a user's commands run one at
+//! a time on the instance that owns the user's partition (every other instance redirects there),
+//! and each first waits until the view has applied everything published on that partition before
+//! it: everything this instance had acknowledged, or — the first command after the partition's
+//! task opened here — the partition's log end, which covers what a previous owner published.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -15,6 +25,7 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, SubsecRound, Utc};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::{Header, OwnedHeaders};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -32,6 +43,11 @@ use crate::topics::USER_SETTINGS;
 
 pub const APPLICATION_ID: &str = "mybank-thresholds";
 pub const STORE: &str = "thresholds";
+
+/// How long a command waits for the view to catch up before answering 503.
+const VIEW_WAIT: Duration = Duration::from_secs(5);
+/// Users' commands are serialized by stripe: a user always maps to the same stripe.
+const STRIPES: usize = 256;
 
 /// A user's threshold now (the store's value, and the `GET` answer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -114,6 +130,25 @@ pub struct AppThresholdService {
     producer: EventProducer,
     topic: String,
     pub streams: Arc<StreamsHandle>,
+    /// A user's commands hold the user's stripe from reading the view to the acknowledgement.
+    stripes: Vec<tokio::sync::Mutex<()>>,
+    /// Per partition: the offset the view must reach before the next command decides, for the
+    /// task opening it was learnt under ([`shared::streams::Applied::opened`]).
+    floors: Mutex<HashMap<i32, Floor>>,
+    /// For the log end of a partition whose task just opened here.
+    watermarks: Arc<BaseConsumer>,
+}
+
+#[derive(Clone, Copy)]
+struct Floor {
+    opened: u64,
+    next_offset: i64,
+}
+
+/// What a command does, given the user's current threshold.
+enum Decision {
+    Publish(SettingsEvent),
+    Answer(Response),
 }
 
 impl AppThresholdService {
@@ -127,6 +162,9 @@ impl AppThresholdService {
             producer: EventProducer::new(kafka)?,
             topic: kafka.topic(&USER_SETTINGS),
             streams: Arc::new(streams),
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            floors: Mutex::default(),
+            watermarks: Arc::new(kafka.client_config().create()?),
         })
     }
 
@@ -153,7 +191,87 @@ impl AppThresholdService {
         Ok(owned.get(STORE, user.as_bytes())?)
     }
 
-    async fn publish(&self, event: SettingsEvent) -> Result<Response, ApiError> {
+    /// Runs one command of `user`: with the user's stripe held, waits until the view holds
+    /// every event published on the user's partition so far, reads the current threshold,
+    /// decides, and publishes — acknowledged before the next command of the user reads.
+    async fn command(
+        &self,
+        user: &str,
+        uri: &Uri,
+        decide: impl FnOnce(Option<CurrentThreshold>) -> Decision,
+    ) -> Result<Response, QueryError> {
+        let stripe = BuildHasherDefault::<DefaultHasher>::default().hash_one(user) as usize;
+        let _turn = self.stripes[stripe % STRIPES].lock().await;
+        let owned = shared::http::owned(&self.streams, user.as_bytes(), uri)?;
+        let applied = owned.applied(&self.topic)?;
+        let floor = self.floor(owned.partition, applied.opened).await?;
+        let applied = owned.wait_applied(&self.topic, floor, VIEW_WAIT).await?;
+        let current = owned.get(STORE, user.as_bytes())?;
+        match decide(current) {
+            Decision::Answer(response) => Ok(response),
+            Decision::Publish(event) => {
+                let (response, published) = match self.publish(event).await {
+                    Ok(published) => published,
+                    Err(err) => {
+                        // The record may be written all the same (a timeout): the next command
+                        // waits for the log end rather than for what this instance knows.
+                        self.floors
+                            .lock()
+                            .expect("floors lock")
+                            .remove(&owned.partition);
+                        return Err(err.into());
+                    }
+                };
+                let mut floors = self.floors.lock().expect("floors lock");
+                let floor = floors.entry(published.partition).or_insert(Floor {
+                    opened: applied.opened,
+                    next_offset: 0,
+                });
+                if floor.opened == applied.opened {
+                    floor.next_offset = floor.next_offset.max(published.offset + 1);
+                }
+                Ok(response)
+            }
+        }
+    }
+
+    /// The offset the view of `partition` must reach before a command decides: past every
+    /// record this instance published there, or, first after the task opened here (`opened`),
+    /// the partition's log end.
+    async fn floor(&self, partition: i32, opened: u64) -> Result<i64, ApiError> {
+        if let Some(floor) = self.floors.lock().expect("floors lock").get(&partition)
+            && floor.opened == opened
+        {
+            return Ok(floor.next_offset);
+        }
+        let (client, topic) = (Arc::clone(&self.watermarks), self.topic.clone());
+        let (_, end) = tokio::task::spawn_blocking(move || {
+            shared::kafka::watermarks(client.as_ref(), &topic, partition, VIEW_WAIT)
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|err| {
+            ApiError::unavailable(format!(
+                "cannot read the end of {}[{partition}]: {err}; retry shortly",
+                self.topic
+            ))
+        })?;
+        let mut floors = self.floors.lock().expect("floors lock");
+        let floor = floors.entry(partition).or_insert(Floor {
+            opened,
+            next_offset: end,
+        });
+        if floor.opened != opened {
+            *floor = Floor {
+                opened,
+                next_offset: end,
+            };
+        }
+        floor.next_offset = floor.next_offset.max(end);
+        Ok(floor.next_offset)
+    }
+
+    async fn publish(&self, event: SettingsEvent) -> Result<(Response, Published), ApiError> {
         let payload = serde_json::to_vec(&event).map_err(ApiError::internal)?;
         let produced_at = Utc::now().to_rfc3339();
         let headers = OwnedHeaders::new()
@@ -180,15 +298,13 @@ impl AppThresholdService {
             )
             .await
             .map_err(|err| ApiError::unavailable(err.to_string()))?;
-        Ok((
-            StatusCode::ACCEPTED,
-            Json(Published {
-                event,
-                partition: delivery.partition,
-                offset: delivery.offset,
-            }),
-        )
-            .into_response())
+        let published = Published {
+            event,
+            partition: delivery.partition,
+            offset: delivery.offset,
+        };
+        let response = (StatusCode::ACCEPTED, Json(published.clone())).into_response();
+        Ok((response, published))
     }
 }
 
@@ -253,30 +369,38 @@ pub async fn put_threshold(
 ) -> Result<Response, QueryError> {
     validate_user(&user).map_err(ApiError::bad_request)?;
     let threshold = parse_request(&request)?;
-    let current = service.current(&user, &uri)?;
-    let event_id = shared::event::new_event_id();
-    // Milliseconds, like record timestamps and the bank's created_at: a transaction inserted
-    // right after this request is never judged to predate it.
-    let at = Utc::now().trunc_subsecs(3);
-    let event = match current {
-        Some(current) if current.threshold == threshold => {
-            return Ok(Json(current).into_response());
-        }
-        Some(current) => SettingsEvent::ThresholdChanged {
-            event_id,
-            user_id: user,
-            threshold,
-            previous: current.threshold,
-            at,
-        },
-        None => SettingsEvent::ThresholdEnabled {
-            event_id,
-            user_id: user,
-            threshold,
-            at,
-        },
+    let decide = |current: Option<CurrentThreshold>| {
+        let event_id = shared::event::new_event_id();
+        let at = event_time(current.as_ref());
+        Decision::Publish(match current {
+            Some(current) if current.threshold == threshold => {
+                return Decision::Answer(Json(current).into_response());
+            }
+            Some(current) => SettingsEvent::ThresholdChanged {
+                event_id,
+                user_id: user.clone(),
+                threshold,
+                previous: current.threshold,
+                at,
+            },
+            None => SettingsEvent::ThresholdEnabled {
+                event_id,
+                user_id: user.clone(),
+                threshold,
+                at,
+            },
+        })
     };
-    Ok(service.publish(event).await?)
+    service.command(&user, &uri, decide).await
+}
+
+/// A command's event time: now, in milliseconds like record timestamps and the bank's
+/// created_at (a transaction inserted right after this request is never judged to predate it);
+/// never before the current threshold's, or the view would take the event for a late one and
+/// ignore it (another instance's clock may be ahead).
+fn event_time(current: Option<&CurrentThreshold>) -> DateTime<Utc> {
+    let now = Utc::now().trunc_subsecs(3);
+    current.map_or(now, |current| now.max(current.since))
 }
 
 /// Turns alerts off, from now on.
@@ -297,16 +421,15 @@ pub async fn delete_threshold(
     uri: Uri,
 ) -> Result<Response, QueryError> {
     validate_user(&user).map_err(ApiError::bad_request)?;
-    if service.current(&user, &uri)?.is_none() {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    }
-    Ok(service
-        .publish(SettingsEvent::ThresholdDisabled {
+    let decide = |current: Option<CurrentThreshold>| match current {
+        None => Decision::Answer(StatusCode::NO_CONTENT.into_response()),
+        Some(current) => Decision::Publish(SettingsEvent::ThresholdDisabled {
             event_id: shared::event::new_event_id(),
-            user_id: user,
-            at: Utc::now().trunc_subsecs(3),
-        })
-        .await?)
+            user_id: user.clone(),
+            at: event_time(Some(&current)),
+        }),
+    };
+    service.command(&user, &uri, decide).await
 }
 
 /// The app threshold service on the scaffold: its routes and its threshold table; flushes what

@@ -28,7 +28,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::kafka::Kafka;
 use crate::metrics;
-use crate::streams::{Route, StoreReader, StreamsHandle};
+use crate::streams::{Applied, Route, StoreReader, StreamsHandle};
 
 /// How long `/readyz` waits for the broker.
 pub const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -184,6 +184,33 @@ impl Owned<'_> {
         self.stores
             .get_in(self.partition, store, key)
             .map_err(ApiError::internal)
+    }
+
+    /// How far this task's committed state goes on input `topic`; a 503 if the task has
+    /// closed since [`owned`] routed here (a rebalance).
+    pub fn applied(&self, topic: &str) -> Result<Applied, ApiError> {
+        match self.stores.applied(self.partition, topic) {
+            Ok(Some(applied)) => Ok(applied),
+            Ok(None) => Err(ApiError::unavailable(
+                "the key's partition is being reassigned; retry shortly",
+            )),
+            Err(err) => Err(ApiError::internal(err)),
+        }
+    }
+
+    /// Waits until this task's committed state holds every record of `topic` below `offset`
+    /// (see [`StoreReader::wait_applied`]); a 503 with the reason if it does not within
+    /// `timeout` or the task closes meanwhile.
+    pub async fn wait_applied(
+        &self,
+        topic: &str,
+        offset: i64,
+        timeout: Duration,
+    ) -> Result<Applied, ApiError> {
+        self.stores
+            .wait_applied(self.partition, topic, offset, timeout)
+            .await
+            .map_err(|err| ApiError::unavailable(format!("{err:#}; retry shortly")))
     }
 
     /// The entries of `store` under `prefix` in this task, in key order.

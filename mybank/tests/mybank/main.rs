@@ -8,6 +8,7 @@ mod connector;
 mod email;
 mod end_to_end;
 mod invalid_input;
+mod threshold_history;
 
 use std::path::Path;
 use std::time::Duration;

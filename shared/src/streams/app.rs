@@ -143,7 +143,7 @@ pub async fn start<P: Processor>(
     let stats = Arc::new(StreamsStats::new(&config.application_id));
     let reader = StoreReader {
         stores: Arc::new(config.stores.clone()),
-        tasks: Arc::default(),
+        ..StoreReader::default()
     };
     let directory = Directory::default();
     let endpoint = config.endpoint.clone();
@@ -375,6 +375,7 @@ impl Runtime {
             tracing::warn!(app = %self.config.application_id, %err, "final offset commit failed");
         }
         self.reader.tasks.write().expect("tasks lock").clear();
+        self.reader.changed.notify_waiters();
         lag_stop.cancel(); // also when the stream thread failed
         if let Some(Ok(thread)) = lag_thread {
             let _ = thread.join();
@@ -433,11 +434,7 @@ impl Runtime {
         for partition in close {
             // State was committed at the end of the previous batch: closing is just dropping.
             self.tasks.remove(&partition);
-            self.reader
-                .tasks
-                .write()
-                .expect("tasks lock")
-                .remove(&partition);
+            self.reader.close(partition);
             tracing::info!(app = %self.config.application_id, partition, "task closed");
         }
         let open: Vec<i32> = assigned
@@ -594,11 +591,7 @@ impl Runtime {
     fn open_tasks(&mut self, partitions: &[i32]) -> anyhow::Result<()> {
         let tasks = restore::restore_tasks(&self.config, &self.restorer, &self.stats, partitions)?;
         for task in tasks {
-            self.reader
-                .tasks
-                .write()
-                .expect("tasks lock")
-                .insert(task.partition, Arc::clone(&task.db));
+            self.reader.open(task.partition, Arc::clone(&task.db));
             self.tasks.insert(task.partition, task);
         }
         Ok(())

@@ -108,6 +108,7 @@ impl Runtime {
         // 3. State and checkpoint, atomically.
         let offsets = self.input_offsets(&dirty)?;
         self.write_state(&dirty, &marker_offsets.0, &marker_offsets.1)?;
+        self.reader.changed.notify_waiters();
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
 
         // 4. Input offsets (async: a lost commit only means records are skipped on reprocessing).
@@ -288,11 +289,7 @@ impl Runtime {
             let Some(task) = self.tasks.remove(partition) else {
                 continue;
             };
-            self.reader
-                .tasks
-                .write()
-                .expect("tasks lock")
-                .remove(partition);
+            self.reader.close(*partition);
             for topic in &self.config.inputs {
                 let offset = task
                     .checkpoint

@@ -46,5 +46,5 @@ pub use context::ProcessorContext;
 pub use guarantee::Guarantee;
 pub use instances::Route;
 pub use processor::{Processor, StreamsConfig};
-pub use query::{StoreReader, StreamsHandle};
+pub use query::{Applied, StoreReader, StreamsHandle};
 pub use window::{Window, Windows};

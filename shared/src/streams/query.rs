@@ -3,7 +3,9 @@
 //! owns it.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
@@ -15,10 +17,110 @@ use super::state::StateDb;
 #[derive(Clone, Default)]
 pub struct StoreReader {
     pub(super) stores: Arc<Vec<String>>,
-    pub(super) tasks: Arc<RwLock<BTreeMap<i32, Arc<StateDb>>>>,
+    pub(super) tasks: Arc<RwLock<BTreeMap<i32, OpenTask>>>,
+    /// Tasks opened so far: numbers each opening ([`Applied::opened`]).
+    pub(super) openings: Arc<AtomicU64>,
+    /// Woken when committed state changes (a batch committed, tasks opened or closed).
+    pub(super) changed: Arc<tokio::sync::Notify>,
+}
+
+/// A task queries can read: its RocksDB and which opening of the task it is.
+#[derive(Clone)]
+pub(super) struct OpenTask {
+    pub(super) db: Arc<StateDb>,
+    pub(super) opened: u64,
+}
+
+/// How far a task's committed state goes on one input topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// The next input offset to apply: every record below it is in the committed state.
+    pub next_offset: i64,
+    /// Which opening of the task this is (different after the partition was revoked and
+    /// assigned back, or moved away and back): offsets learnt about another opening may be
+    /// stale, other instances may have written meanwhile.
+    pub opened: u64,
 }
 
 impl StoreReader {
+    /// Registers a newly opened (restored) task: queryable from now on.
+    pub(super) fn open(&self, partition: i32, db: Arc<StateDb>) {
+        let opened = self.openings.fetch_add(1, Ordering::Relaxed) + 1;
+        self.tasks
+            .write()
+            .expect("tasks lock")
+            .insert(partition, OpenTask { db, opened });
+        self.changed.notify_waiters();
+    }
+
+    /// Unregisters a closed task.
+    pub(super) fn close(&self, partition: i32) {
+        self.tasks.write().expect("tasks lock").remove(&partition);
+        self.changed.notify_waiters();
+    }
+
+    fn db(&self, partition: i32) -> Option<Arc<StateDb>> {
+        self.tasks
+            .read()
+            .expect("tasks lock")
+            .get(&partition)
+            .map(|task| Arc::clone(&task.db))
+    }
+
+    /// How far the committed state of the task of `partition` goes on input `topic` (`None`
+    /// if that task is not here). Read from the task's checkpoint, which is written with the
+    /// state in one RocksDB batch: a read after this one sees at least this much.
+    pub fn applied(&self, partition: i32, topic: &str) -> anyhow::Result<Option<Applied>> {
+        let task = self
+            .tasks
+            .read()
+            .expect("tasks lock")
+            .get(&partition)
+            .cloned();
+        let Some(task) = task else {
+            return Ok(None);
+        };
+        let next_offset = task
+            .db
+            .checkpoint()?
+            .and_then(|checkpoint| checkpoint.offsets.get(topic).copied())
+            .unwrap_or(0);
+        Ok(Some(Applied {
+            next_offset,
+            opened: task.opened,
+        }))
+    }
+
+    /// Waits until the task of `partition` has applied every record of `topic` below `offset`
+    /// (read-your-writes for a command side that decides from this state). Fails if the task
+    /// is not here or closes, or after `timeout`.
+    pub async fn wait_applied(
+        &self,
+        partition: i32,
+        topic: &str,
+        offset: i64,
+        timeout: Duration,
+    ) -> anyhow::Result<Applied> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable(); // registered before the check: no commit is missed
+            let Some(applied) = self.applied(partition, topic)? else {
+                anyhow::bail!("partition {partition} is no longer assigned here");
+            };
+            if applied.next_offset >= offset {
+                return Ok(applied);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                anyhow::bail!(
+                    "the state of partition {partition} reached offset {} of {topic}, not {offset}, within {timeout:?}",
+                    applied.next_offset
+                );
+            }
+        }
+    }
+
     /// A key's committed value in the task of `partition` (`None` if that task is not here):
     /// one lookup, for stores whose key is not the record key (e.g. `user/show` under `user`).
     pub fn get_in<V: DeserializeOwned>(
@@ -28,13 +130,7 @@ impl StoreReader {
         key: &[u8],
     ) -> anyhow::Result<Option<V>> {
         let index = self.index(store)?;
-        let db = self
-            .tasks
-            .read()
-            .expect("tasks lock")
-            .get(&partition)
-            .cloned();
-        match db {
+        match self.db(partition) {
             Some(db) => match db.get(index, key)? {
                 Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
                 None => Ok(None),
@@ -52,13 +148,7 @@ impl StoreReader {
     ) -> anyhow::Result<Vec<(Vec<u8>, V)>> {
         let index = self.index(store)?;
         let end = super::context::prefix_end(prefix);
-        let db = self
-            .tasks
-            .read()
-            .expect("tasks lock")
-            .get(&partition)
-            .cloned();
-        let Some(db) = db else {
+        let Some(db) = self.db(partition) else {
             return Ok(Vec::new());
         };
         db.range(index, prefix, end.as_deref())?
@@ -70,8 +160,8 @@ impl StoreReader {
     /// A key's committed value, from whichever local task holds it.
     pub fn get<V: DeserializeOwned>(&self, store: &str, key: &[u8]) -> anyhow::Result<Option<V>> {
         let index = self.index(store)?;
-        for db in self.tasks.read().expect("tasks lock").values() {
-            if let Some(bytes) = db.get(index, key)? {
+        for task in self.tasks.read().expect("tasks lock").values() {
+            if let Some(bytes) = task.db.get(index, key)? {
                 return Ok(Some(serde_json::from_slice(&bytes)?));
             }
         }
@@ -87,8 +177,8 @@ impl StoreReader {
         let index = self.index(store)?;
         let end = super::context::prefix_end(prefix);
         let mut out = Vec::new();
-        for db in self.tasks.read().expect("tasks lock").values() {
-            for (k, v) in db.range(index, prefix, end.as_deref())? {
+        for task in self.tasks.read().expect("tasks lock").values() {
+            for (k, v) in task.db.range(index, prefix, end.as_deref())? {
                 out.push((k, serde_json::from_slice(&v)?));
             }
         }
