@@ -52,3 +52,32 @@ fn topics_table_lists_every_topic_of_the_case_studies() {
         );
     }
 }
+
+/// Every workspace member depends on `workspace-hack` (cargo hakari), so every package
+/// selection resolves the same features and shares one build of the dependencies.
+#[test]
+fn workspace_hack_is_a_dependency_of_every_member() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let workspace = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let members: Vec<&str> = workspace
+        .split_once("members = [")
+        .unwrap()
+        .1
+        .split_once(']')
+        .unwrap()
+        .0
+        .split(',')
+        .map(|m| m.trim().trim_matches('"'))
+        .filter(|m| !m.is_empty() && *m != "workspace-hack")
+        .collect();
+    assert!(members.len() >= 8, "{members:?}");
+    let root_package = workspace.split_once("[package]").unwrap().1;
+    assert!(root_package.contains("workspace-hack"), "the root package");
+    for member in members {
+        let manifest = std::fs::read_to_string(root.join(member).join("Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains("workspace-hack = {"),
+            "{member}/Cargo.toml: add workspace-hack (cargo hakari manage-deps)"
+        );
+    }
+}
