@@ -52,7 +52,10 @@ impl KafkaContainer {
         };
         // The same broker settings as the `apache` process backend (see `apache.rs`): the
         // module's defaults leave transactions with a replication factor of 3 on one broker.
+        // Every container is a new cluster, so it gets its own cluster id (the module's is a
+        // constant): state tied to a cluster (`shared::cluster`) must see them as different.
         let container = request
+            .with_env_var("CLUSTER_ID", new_cluster_id())
             .with_env_var("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
             .with_env_var("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
             .with_env_var("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
@@ -120,4 +123,11 @@ fn split_image(image: &str) -> (String, String) {
         Some((name, tag)) if !tag.contains('/') => (name.to_owned(), tag.to_owned()),
         _ => (image.to_owned(), "latest".to_owned()),
     }
+}
+
+/// A random KRaft cluster id: 16 bytes in URL-safe base64 without padding, like
+/// `kafka-storage random-uuid` prints.
+fn new_cluster_id() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
 }
