@@ -243,7 +243,7 @@ impl NotificationService {
         let stats = NotificationStats::new(&group);
         let consumer = ConsumerLoop::new(
             kafka,
-            ConsumerOptions::new(group, [kafka.topic(&USER_ALERTS)])
+            ConsumerOptions::new(group.clone(), [kafka.topic(&USER_ALERTS)])
                 .batch_size(100)
                 // An alert should not wait for an idle fetch to expire.
                 .properties(shared::kafka::LOW_LATENCY_CONSUMER),
@@ -254,7 +254,7 @@ impl NotificationService {
             mailer,
             producer: EventProducer::new(kafka)?,
             alerts_topic: kafka.topic(&USER_ALERTS),
-            group: format!("{}{GROUP_ID}", kafka.prefix()),
+            group,
             wake: Notify::new(),
             mail_problem: std::sync::Mutex::new(None),
             live: broadcast::channel(1024).0,
