@@ -205,7 +205,34 @@ share.coordinator.state.topic.min.isr=1
 }
 
 /// A KRaft cluster id: 16 random bytes, base64url without padding (what `random-uuid` prints).
-fn cluster_id() -> String {
+///
+/// Like Kafka's `Uuid.randomUuid`, it never starts with `-`: one id in 64 would, and
+/// `kafka-storage format --cluster-id -…` reads such an id as an option and fails.
+pub(crate) fn cluster_id() -> String {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
+    loop {
+        let id =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cluster_ids_are_16_bytes_and_never_look_like_an_option() {
+        use base64::Engine;
+        let ids: Vec<String> = (0..10_000).map(|_| super::cluster_id()).collect();
+        for id in &ids {
+            assert!(!id.starts_with('-'), "{id}");
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(id)
+                .unwrap();
+            assert_eq!(bytes.len(), 16, "{id}");
+        }
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+    }
 }

@@ -54,8 +54,9 @@ impl KafkaContainer {
         // module's defaults leave transactions with a replication factor of 3 on one broker.
         // Every container is a new cluster, so it gets its own cluster id (the module's is a
         // constant): state tied to a cluster (`shared::cluster`) must see them as different.
+        let cluster_id = super::apache::cluster_id();
         let container = request
-            .with_env_var("CLUSTER_ID", new_cluster_id())
+            .with_env_var("CLUSTER_ID", cluster_id.clone())
             .with_env_var("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
             .with_env_var("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
             .with_env_var("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
@@ -67,7 +68,10 @@ impl KafkaContainer {
             .with_startup_timeout(Duration::from_secs(120))
             .start()
             .await
-            .context("cannot start the Kafka container (no image can be pulled here: set KAFKA_TEST_IMAGE to a local image)")?;
+            .with_context(|| match image {
+                Some(image) => format!("cannot start the Kafka container {image} (cluster id {cluster_id})"),
+                None => "cannot start the Kafka container apache/kafka (no image can be pulled here: set KAFKA_TEST_IMAGE to a local image)".to_owned(),
+            })?;
         let port = container.get_host_port_ipv4(apache::KAFKA_PORT).await?;
         Ok(KafkaContainer::Apache {
             _container: container,
@@ -123,11 +127,4 @@ fn split_image(image: &str) -> (String, String) {
         Some((name, tag)) if !tag.contains('/') => (name.to_owned(), tag.to_owned()),
         _ => (image.to_owned(), "latest".to_owned()),
     }
-}
-
-/// A random KRaft cluster id: 16 bytes in URL-safe base64 without padding, like
-/// `kafka-storage random-uuid` prints.
-fn new_cluster_id() -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
 }
