@@ -25,7 +25,8 @@ enum Command {
     /// internal topics), print its address, run until Ctrl-C (services in other terminals then
     /// use KAFKA_BOOTSTRAP_SERVERS=<address>).
     Broker,
-    /// Benchmarks (run with --release): `bench streams` measures the streams runtime.
+    /// Benchmarks (run with --release): `bench streams` (throughput) and `bench latency` (one
+    /// stateful hop) measure the streams runtime.
     #[command(subcommand)]
     Bench(Bench),
     /// A consumer group's committed offset, log-end offset and lag per partition.
@@ -53,6 +54,9 @@ enum Dlq {
 enum Bench {
     /// Raw consume rate vs count-per-key with RocksDB + changelog, and restore rate.
     Streams(casestudies::bench::StreamsBench),
+    /// One stateful hop at a steady rate: input produced -> count-per-key -> output polled;
+    /// p50/p99/max.
+    Latency(casestudies::bench::LatencyBench),
 }
 
 #[tokio::main]
@@ -99,6 +103,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(Bench::Streams(bench)) => {
             let kafka = Kafka::connect(&cli.kafka)?;
             casestudies::bench::streams(&kafka, &bench).await?;
+        }
+        Command::Bench(Bench::Latency(bench)) => {
+            let kafka = Kafka::connect(&cli.kafka)?;
+            casestudies::bench::latency(&kafka, &bench).await?;
         }
         Command::Lag { group, topic } => {
             let kafka = Kafka::connect(&cli.kafka)?;

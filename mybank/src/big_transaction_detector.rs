@@ -7,10 +7,13 @@
 //! threshold in force at its `created_at` — so a change never fires for past transactions, and a
 //! transaction arriving late is judged by the rules of its time.
 //!
-//! The two inputs are not read in time order, so a settings event may be processed after a
-//! transaction it applies to (created at or after the event). The task therefore keeps the last
-//! [`RECENT`] of each user's transactions (store `recent`) and re-evaluates them when a settings
-//! event arrives. Alert ids are derived from the transaction id (`txn-<id>`), so an alert that
+//! The streams runtime processes the two inputs in time order (record timestamps: a settings
+//! event's `at`, a transaction's `created_at`; on a tie the settings event first), so a change
+//! is in the history before any later transaction is judged. What the runtime cannot order is a
+//! settings event that reaches Kafka after a later transaction was processed (a producer slower
+//! than the task's idle wait, see `shared::streams::order`): the task keeps the last [`RECENT`]
+//! of each user's transactions (store `recent`) and re-evaluates them when such an event
+//! arrives; an alert already sent is not withdrawn. Alert ids are derived from the transaction id (`txn-<id>`), so an alert that
 //! is emitted twice (a re-delivery, a re-evaluation) is one alert downstream.
 //!
 //! A record keyed by something other than its user_id (a connector configured with another key)
@@ -225,13 +228,14 @@ impl streams::Processor for Detector {
     }
 }
 
-/// The streams configuration: inputs `bank_transactions`, `user_settings` and the repartition
-/// topic; tuned for latency (an alert should not wait for a batch to fill).
+/// The streams configuration: inputs `user_settings` (first: it wins a timestamp tie, so a
+/// change applies to a transaction of the same millisecond), `bank_transactions` and the
+/// repartition topic; tuned for latency (an alert should not wait for a batch to fill).
 pub fn config(kafka: &Kafka) -> StreamsConfig {
     let mut config = StreamsConfig::new(
         kafka,
         APPLICATION_ID,
-        vec![kafka.topic(&BANK_TRANSACTIONS), kafka.topic(&USER_SETTINGS)],
+        vec![kafka.topic(&USER_SETTINGS), kafka.topic(&BANK_TRANSACTIONS)],
         &[HISTORY, RECENT],
     );
     config.repartition("by-user");

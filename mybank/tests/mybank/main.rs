@@ -9,6 +9,7 @@ mod email;
 mod end_to_end;
 mod invalid_input;
 mod threshold_history;
+mod time_order;
 
 use std::path::Path;
 use std::time::Duration;

@@ -25,18 +25,17 @@ use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use super::commit::{AckContext, dead_letter};
+use super::commit::AckContext;
 use super::context::RecordMeta;
 use super::guarantee::{self, Guarantee};
 use super::instances::{self, Directory};
 use super::lag::lag_loop;
 use super::metrics::StreamsStats;
+use super::order;
 use super::processor::{Processor, StreamsConfig};
 use super::query::{StoreReader, StreamsHandle};
 use super::restore;
 use super::task::{GroupContext, Task};
-use crate::consumer::HandlerError;
-use crate::dlq;
 use crate::kafka::Kafka;
 use crate::topics::{Cleanup, PhysicalTopic, Retention};
 
@@ -321,18 +320,22 @@ impl Runtime {
                 .spawn(move || lag_loop(&client, &positions, &stats, &stop))
         });
         let mut next_lag = Instant::now();
+        // When a task waiting for an empty input (time order) wants to look again.
+        let mut wake_at: Option<Instant> = None;
         let result = (|| -> anyhow::Result<()> {
             while !shutdown.is_cancelled() {
                 let t0 = Instant::now();
-                let batch = self.poll_batch(&shutdown)?;
+                let batch = self.poll_batch(&shutdown, wake_at)?;
                 let (t1, batch_len) = (Instant::now(), batch.len());
                 instances::read_announcements(&self.announcements, &self.directory);
                 if let Some(global) = self.global.as_mut() {
                     global.poll(Duration::ZERO)?;
                 }
                 self.sync_tasks()?;
+                self.buffer(batch)?;
                 let t2 = Instant::now();
-                let interrupted = self.process_batch(&mut processor, batch, &shutdown)?;
+                let (interrupted, wake) = self.process_buffered(&mut processor, &shutdown)?;
+                wake_at = wake;
                 let t3 = Instant::now();
                 if let (Some(every), Some(at)) = (self.config.punctuate_every, next_punctuation)
                     && Instant::now() >= at
@@ -389,22 +392,31 @@ impl Runtime {
         result
     }
 
-    /// Polls until a batch is full, the linger after the first record expires, or 100 ms pass.
-    fn poll_batch(&self, shutdown: &CancellationToken) -> anyhow::Result<Vec<OwnedMessage>> {
+    /// Polls until a batch is full, or the linger after the first record is over and nothing
+    /// more has already arrived, or 100 ms pass without a record (less when a task waiting for
+    /// an input wants to look again at `wake_at`).
+    fn poll_batch(
+        &self,
+        shutdown: &CancellationToken,
+        wake_at: Option<Instant>,
+    ) -> anyhow::Result<Vec<OwnedMessage>> {
         let mut batch = Vec::new();
         let started = Instant::now();
+        let idle_budget = wake_at.map_or(Duration::from_millis(100), |at| {
+            at.saturating_duration_since(started)
+                .min(Duration::from_millis(100))
+        });
         let mut first_at: Option<Instant> = None;
         while batch.len() < self.config.batch_size && !shutdown.is_cancelled() {
-            let waited = first_at.map_or(started.elapsed(), |t| t.elapsed());
-            let budget = if first_at.is_some() {
-                self.config.batch_linger
-            } else {
-                Duration::from_millis(100)
+            let timeout = match first_at {
+                None => match idle_budget.checked_sub(started.elapsed()) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => break,
+                },
+                // Zero once the linger is over: take what has already arrived, then process.
+                Some(first) => self.config.batch_linger.saturating_sub(first.elapsed()),
             };
-            if waited >= budget {
-                break;
-            }
-            match self.consumer.poll(budget - waited) {
+            match self.consumer.poll(timeout) {
                 Some(Ok(message)) => {
                     first_at.get_or_insert_with(Instant::now);
                     batch.push(message.detach());
@@ -412,7 +424,7 @@ impl Runtime {
                 Some(Err(err)) => {
                     tracing::warn!(app = %self.config.application_id, %err, "consumer error")
                 }
-                None if first_at.is_none() => break,
+                None if first_at.is_none() || timeout.is_zero() => break,
                 None => {}
             }
         }
@@ -457,19 +469,22 @@ impl Runtime {
         Ok(())
     }
 
-    /// Processes `batch`; `true` if shutdown interrupted a retry (the rest is left unprocessed).
-    fn process_batch<P: Processor>(
-        &mut self,
-        processor: &mut P,
-        batch: Vec<OwnedMessage>,
-        shutdown: &CancellationToken,
-    ) -> anyhow::Result<bool> {
+    /// Puts the records of `batch` into their tasks' buffers (opening a task whose partition
+    /// was assigned meanwhile); records of revoked partitions, and records the task's state
+    /// already holds, are dropped.
+    fn buffer(&mut self, batch: Vec<OwnedMessage>) -> anyhow::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
         let assigned = self.assigned.lock().expect("assigned lock").clone();
         for message in batch {
             let partition = message.partition();
             if !assigned.contains(&partition) {
                 continue; // revoked while the batch was gathered: the new owner processes it
             }
+            let Some(input) = self.config.inputs.iter().position(|t| t == message.topic()) else {
+                continue;
+            };
             if !self.tasks.contains_key(&partition) {
                 self.open_tasks(&[partition])?;
             }
@@ -479,86 +494,73 @@ impl Runtime {
                 self.stats.skipped.fetch_add(1, Ordering::Relaxed);
                 continue; // already in the state (crash or rebalance before the offset commit)
             }
-            let timestamp = message.timestamp().to_millis();
-            task.stream_time = task.stream_time.max(timestamp.unwrap_or(i64::MIN));
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                let decoded = crate::consumer::decode_with(&message, |payload| {
-                    processor.decode(message.topic(), payload)
-                });
-                let record = match decoded {
-                    Ok(record) => record,
-                    Err(reason) => {
-                        task.outputs.push(dead_letter(
-                            &message,
-                            &self.config.application_id,
-                            dlq::DeadLetterKind::Decode,
-                            &reason,
-                        ));
-                        break;
-                    }
-                };
-                let key_check = processor
-                    .key_of(message.topic(), &record.value)
-                    .map_or(Ok(()), |expected| {
-                        crate::consumer::check_key(record.key.as_deref(), expected)
-                    });
-                if let Err(reason) = key_check {
-                    task.outputs.push(dead_letter(
-                        &message,
-                        &self.config.application_id,
-                        dlq::DeadLetterKind::Rejected,
-                        &reason,
-                    ));
-                    break;
-                }
-                let outputs_before = task.outputs.len();
-                let meta = RecordMeta {
-                    topic: message.topic().to_owned(),
-                    partition,
-                    offset: message.offset(),
-                    timestamp_ms: timestamp,
-                };
-                let mut ctx = task.context(&self.config, self.global.as_ref(), meta);
-                match processor.process(&mut ctx, record.key.as_deref(), record.value) {
-                    Ok(()) => {
-                        self.stats
-                            .late_dropped
-                            .fetch_add(ctx.late_dropped, Ordering::Relaxed);
-                        self.stats.processed.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
-                    Err(HandlerError::Permanent(reason)) => {
-                        ctx.rollback(outputs_before);
-                        task.outputs.push(dead_letter(
-                            &message,
-                            &self.config.application_id,
-                            dlq::DeadLetterKind::Rejected,
-                            &reason,
-                        ));
-                        break;
-                    }
-                    Err(HandlerError::Transient(err)) => {
-                        ctx.rollback(outputs_before);
-                        tracing::warn!(app = %self.config.application_id, error = %format!("{err:#}"), retry_in = ?backoff, "processor failed; retrying");
-                        if shutdown.is_cancelled() {
-                            return Ok(true);
-                        }
-                        std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
-                    }
-                }
-            }
-            match task.next_offsets.get_mut(message.topic()) {
-                Some(next) => *next = message.offset() + 1,
-                None => {
-                    task.next_offsets
-                        .insert(message.topic().to_owned(), message.offset() + 1);
-                }
-            }
-            task.dirty = true;
+            task.buffers.push(input, message);
         }
-        Ok(false)
+        Ok(())
+    }
+
+    /// Processes each task's buffered records in time order ([`super::order`]). Returns whether
+    /// shutdown interrupted a retry (the rest is left unprocessed), and when a task that waits
+    /// for an empty input wants to look again.
+    fn process_buffered<P: Processor>(
+        &mut self,
+        processor: &mut P,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<(bool, Option<Instant>)> {
+        let Runtime {
+            config,
+            stats,
+            consumer,
+            tasks,
+            global,
+            ..
+        } = self;
+        // What is known of an input partition with nothing buffered: read once per round, and
+        // only when a task has an empty input.
+        let mut inputs: Option<order::InputStates> = None;
+        let mut wake_at: Option<Instant> = None;
+        for (&partition, task) in tasks.iter_mut() {
+            loop {
+                let next = task
+                    .buffers
+                    .next(config.task_idle, Instant::now(), |input| {
+                        inputs
+                            .get_or_insert_with(|| {
+                                order::InputStates::read(consumer, &config.inputs)
+                            })
+                            .state(input, partition, &config.inputs, &task.next_offsets)
+                    });
+                let (message, enforced) = match next {
+                    order::Next::Record { message, enforced } => (message, enforced),
+                    order::Next::WaitUntil(at) => {
+                        wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
+                        break;
+                    }
+                    order::Next::Empty => break,
+                };
+                if enforced {
+                    stats.enforced.fetch_add(1, Ordering::Relaxed);
+                }
+                if super::task::process_record(
+                    config,
+                    stats,
+                    global.as_ref(),
+                    processor,
+                    task,
+                    &message,
+                    shutdown,
+                ) {
+                    return Ok((true, None));
+                }
+            }
+            let idle = std::mem::take(&mut task.buffers.idle);
+            if !idle.is_zero() {
+                stats
+                    .idle_micros
+                    .fetch_add(idle.as_micros() as u64, Ordering::Relaxed);
+            }
+        }
+        Ok((false, wake_at))
     }
 
     fn punctuate<P: Processor>(&mut self, processor: &mut P) -> anyhow::Result<()> {

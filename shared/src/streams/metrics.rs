@@ -20,6 +20,8 @@ struct Families {
     restored: Family<AppLabels, Counter>,
     batches: Family<AppLabels, Counter>,
     restore_micros: Family<AppLabels, Counter>,
+    idle_micros: Family<AppLabels, Counter>,
+    enforced: Family<AppLabels, Counter>,
     lag: Family<AppLabels, Gauge>,
     restore_remaining: Family<AppLabels, Gauge>,
 }
@@ -34,6 +36,8 @@ fn families() -> &'static Families {
             restored: Family::default(),
             batches: Family::default(),
             restore_micros: Family::default(),
+            idle_micros: Family::default(),
+            enforced: Family::default(),
             lag: Family::default(),
             restore_remaining: Family::default(),
         };
@@ -54,6 +58,16 @@ fn families() -> &'static Families {
             "streams_restore_microseconds",
             "Time spent restoring state from changelogs",
             f.restore_micros.clone(),
+        );
+        crate::metrics::register(
+            "streams_task_idle_microseconds",
+            "Time tasks with records buffered waited for an empty input, to process in time order",
+            f.idle_micros.clone(),
+        );
+        crate::metrics::register(
+            "streams_records_enforced",
+            "Records processed while another input of their task had nothing buffered (after the idle wait)",
+            f.enforced.clone(),
         );
         crate::metrics::register(
             "streams_consumer_lag",
@@ -81,6 +95,10 @@ pub struct StreamsStats {
     pub batches: AppCounter,
     /// Time spent restoring tasks from changelogs, in microseconds.
     pub restore_micros: AppCounter,
+    /// Time tasks waited for an empty input (time order), in microseconds.
+    pub idle_micros: AppCounter,
+    /// Records processed while another input of their task had nothing buffered.
+    pub enforced: AppCounter,
     /// Input records behind, over this instance's partitions.
     pub lag: Gauge,
     /// Changelog records the running restore still has to read.
@@ -135,6 +153,8 @@ impl StreamsStats {
             restored: AppCounter::new(&f.restored, application),
             batches: AppCounter::new(&f.batches, application),
             restore_micros: AppCounter::new(&f.restore_micros, application),
+            idle_micros: AppCounter::new(&f.idle_micros, application),
+            enforced: AppCounter::new(&f.enforced, application),
             lag: f
                 .lag
                 .get_or_create(&AppLabels {

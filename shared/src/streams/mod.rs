@@ -7,6 +7,7 @@
 //! | [`processor`] | what an application is: the `Processor` trait and `StreamsConfig`       |
 //! | [`query`]     | interactive queries (`StoreReader`), the running app (`StreamsHandle`)  |
 //! | `task`        | a task per input partition; the rebalance listener that assigns them    |
+//! | [`order`]     | time order across a task's inputs: buffers, earliest first, idle wait   |
 //! | `commit`      | committing a batch: outputs, changelog, markers, state, input offsets   |
 //! | `restore`     | opening tasks: their RocksDBs brought up to date from their changelogs  |
 //! | `lag`         | the lag gauge, computed on a thread of its own                          |
@@ -32,6 +33,7 @@ pub mod guarantee;
 pub mod instances;
 mod lag;
 pub mod metrics;
+pub mod order;
 pub mod processor;
 pub mod query;
 mod restore;
@@ -45,6 +47,7 @@ pub use app::{internal_topics, start};
 pub use context::ProcessorContext;
 pub use guarantee::Guarantee;
 pub use instances::Route;
+pub use order::TaskIdle;
 pub use processor::{Processor, StreamsConfig};
 pub use query::{Applied, StoreReader, StreamsHandle};
 pub use window::{Window, Windows};

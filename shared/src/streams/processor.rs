@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use super::changelog;
 use super::context::ProcessorContext;
 use super::guarantee::Guarantee;
+use super::order::TaskIdle;
 use crate::consumer::HandlerError;
 use crate::kafka::Kafka;
 
@@ -83,6 +84,9 @@ pub struct StreamsConfig {
     /// At-least-once with exact state (default) or exactly-once through Kafka transactions
     /// (see [`super::guarantee`]); `PROCESSING_GUARANTEE` overrides it for every application.
     pub guarantee: Guarantee,
+    /// How long a task waits for an input with nothing buffered before it processes the
+    /// others' records (inputs are processed in time order: see [`super::order`]).
+    pub task_idle: TaskIdle,
 }
 
 impl StreamsConfig {
@@ -105,6 +109,7 @@ impl StreamsConfig {
             global_tables: Vec::new(),
             repartitions: Vec::new(),
             guarantee: Guarantee::AtLeastOnce,
+            task_idle: TaskIdle::default(),
         }
     }
 

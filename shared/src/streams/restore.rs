@@ -147,6 +147,7 @@ pub(super) fn restore_tasks(
             checkpoint,
             epoch: format!("{:016x}", rand::random::<u64>()),
             dirty: repairs > 0,
+            buffers: super::order::Buffers::new(config.inputs.len()),
         });
     }
     stats

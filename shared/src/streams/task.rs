@@ -7,9 +7,20 @@ use std::sync::{Arc, Mutex};
 use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::message::OwnedMessage;
+use tokio_util::sync::CancellationToken;
+
+use super::commit::dead_letter;
 use super::context::{Output, ProcessorContext, RecordMeta};
-use super::processor::StreamsConfig;
+use super::metrics::StreamsStats;
+use super::processor::{Processor, StreamsConfig};
 use super::state::{Checkpoint, Overlay, StateDb};
+use crate::consumer::HandlerError;
+use crate::dlq;
 
 pub(super) struct Task {
     pub(super) partition: i32,
@@ -21,6 +32,8 @@ pub(super) struct Task {
     pub(super) stream_time: i64,
     pub(super) epoch: String,
     pub(super) dirty: bool,
+    /// Records polled but not processed yet, per input, taken in time order.
+    pub(super) buffers: super::order::Buffers,
 }
 
 impl Task {
@@ -78,4 +91,98 @@ impl ConsumerContext for GroupContext {
         tracing::info!(app = %self.application_id, ?partitions, "assignment changed");
         *self.assigned.lock().expect("assigned lock") = partitions;
     }
+}
+
+/// Processes one record in its task: decode, check its key, hand it to the processor, retry a
+/// transient failure with backoff, dead-letter a permanent one. Returns `true` if shutdown
+/// interrupted a retry (the record is left unprocessed).
+pub(super) fn process_record<P: Processor>(
+    config: &StreamsConfig,
+    stats: &StreamsStats,
+    global: Option<&super::global::GlobalTables>,
+    processor: &mut P,
+    task: &mut Task,
+    message: &OwnedMessage,
+    shutdown: &CancellationToken,
+) -> bool {
+    let partition = message.partition();
+    let timestamp = message.timestamp().to_millis();
+    task.stream_time = task.stream_time.max(timestamp.unwrap_or(i64::MIN));
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let decoded = crate::consumer::decode_with(message, |payload| {
+            processor.decode(message.topic(), payload)
+        });
+        let record = match decoded {
+            Ok(record) => record,
+            Err(reason) => {
+                task.outputs.push(dead_letter(
+                    message,
+                    &config.application_id,
+                    dlq::DeadLetterKind::Decode,
+                    &reason,
+                ));
+                break;
+            }
+        };
+        let key_check = processor
+            .key_of(message.topic(), &record.value)
+            .map_or(Ok(()), |expected| {
+                crate::consumer::check_key(record.key.as_deref(), expected)
+            });
+        if let Err(reason) = key_check {
+            task.outputs.push(dead_letter(
+                message,
+                &config.application_id,
+                dlq::DeadLetterKind::Rejected,
+                &reason,
+            ));
+            break;
+        }
+        let outputs_before = task.outputs.len();
+        let meta = RecordMeta {
+            topic: message.topic().to_owned(),
+            partition,
+            offset: message.offset(),
+            timestamp_ms: timestamp,
+        };
+        let mut ctx = task.context(config, global, meta);
+        match processor.process(&mut ctx, record.key.as_deref(), record.value) {
+            Ok(()) => {
+                stats
+                    .late_dropped
+                    .fetch_add(ctx.late_dropped, Ordering::Relaxed);
+                stats.processed.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            Err(HandlerError::Permanent(reason)) => {
+                ctx.rollback(outputs_before);
+                task.outputs.push(dead_letter(
+                    message,
+                    &config.application_id,
+                    dlq::DeadLetterKind::Rejected,
+                    &reason,
+                ));
+                break;
+            }
+            Err(HandlerError::Transient(err)) => {
+                ctx.rollback(outputs_before);
+                tracing::warn!(app = %config.application_id, error = %format!("{err:#}"), retry_in = ?backoff, "processor failed; retrying");
+                if shutdown.is_cancelled() {
+                    return true;
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    match task.next_offsets.get_mut(message.topic()) {
+        Some(next) => *next = message.offset() + 1,
+        None => {
+            task.next_offsets
+                .insert(message.topic().to_owned(), message.offset() + 1);
+        }
+    }
+    task.dirty = true;
+    false
 }

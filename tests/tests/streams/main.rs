@@ -8,6 +8,7 @@ mod punctuation;
 mod queries;
 mod rebalance;
 mod restore;
+mod time_order;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -18,6 +18,8 @@ use shared::streams::{self, count::CountByKey};
 use shared::{Cleanup, Kafka, Retention, TopicSpec};
 use tokio_util::sync::CancellationToken;
 
+use super::{cpu_between, cpu_per_record, stream_thread_cpu, this_thread_cpu};
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct StreamsBench {
     /// Input records.
@@ -26,6 +28,9 @@ pub struct StreamsBench {
     /// Distinct keys.
     #[arg(long, default_value_t = 100_000)]
     pub keys: u64,
+    /// (b)'s `batch_linger` in ms (default: the runtime's default).
+    #[arg(long)]
+    pub batch_linger_ms: Option<u64>,
 }
 
 const INPUT: TopicSpec = TopicSpec {
@@ -79,6 +84,9 @@ pub async fn streams(kafka: &Kafka, bench: &StreamsBench) -> anyhow::Result<()> 
     let mut config =
         streams::StreamsConfig::new(&kafka, "bench-count", vec![topic.clone()], &["counts"]);
     config.state_dir = state.path().join("first");
+    if let Some(ms) = bench.batch_linger_ms {
+        config.batch_linger = Duration::from_millis(ms);
+    }
     // (c)'s instance joins the group (b)'s instance left. The mock cluster answers the leave
     // (`KAFKA_DEBUG=cgrp`: "LeaveGroup response received") yet holds the next join for up to the
     // session timeout — librdkafka's default of 45 s made every run wait that long.
@@ -151,47 +159,6 @@ pub async fn streams(kafka: &Kafka, bench: &StreamsBench) -> anyhow::Result<()> 
         cpu_per_record("stream thread", restore_cpu, restored)
     );
     Ok(())
-}
-
-/// "(<thread>: x.xx µs CPU/record)", or nothing where per-thread CPU time is not readable.
-fn cpu_per_record(thread: &str, cpu: Option<Duration>, records: u64) -> String {
-    match cpu {
-        Some(cpu) if records > 0 => format!(
-            "({thread}: {:.2} µs CPU/record)",
-            cpu.as_secs_f64() * 1e6 / records as f64
-        ),
-        _ => String::new(),
-    }
-}
-
-/// CPU time of a thread from Linux's `/proc/<pid>/task/<tid>/schedstat` (nanoseconds on CPU).
-fn thread_cpu(task: &std::path::Path) -> Option<Duration> {
-    let schedstat = std::fs::read_to_string(task.join("schedstat")).ok()?;
-    let nanos = schedstat.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_nanos(nanos))
-}
-
-/// CPU spent between two readings of one thread's CPU time (`None` if either is missing).
-fn cpu_between(start: Option<Duration>, end: Option<Duration>) -> Option<Duration> {
-    Some(end? - start?)
-}
-
-/// CPU time of the calling thread.
-fn this_thread_cpu() -> Option<Duration> {
-    thread_cpu(std::path::Path::new("/proc/thread-self"))
-}
-
-/// CPU time of the streams runtime's stream thread (named `stream-<application id>`): the
-/// thread that polls, processes, commits and restores — the one (b) and (c) are bound by.
-fn stream_thread_cpu() -> Option<Duration> {
-    std::fs::read_dir("/proc/self/task")
-        .ok()?
-        .flatten()
-        .find(|task| {
-            std::fs::read_to_string(task.path().join("comm"))
-                .is_ok_and(|name| name.starts_with("stream-"))
-        })
-        .and_then(|task| thread_cpu(&task.path()))
 }
 
 async fn produce(kafka: &Kafka, topic: &str, bench: &StreamsBench) -> anyhow::Result<f64> {
