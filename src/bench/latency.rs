@@ -68,11 +68,7 @@ pub async fn latency(kafka: &Kafka, bench: &LatencyBench) -> anyhow::Result<()> 
         bench.rate > 0 && bench.keys > 0,
         "--rate and --keys must be positive"
     );
-    let kafka = kafka.with_prefix(&format!(
-        "{}bench{:06x}.",
-        kafka.prefix(),
-        rand::random::<u32>() & 0xff_ffff
-    ));
+    let kafka = super::fresh_prefix(kafka);
     shared::provision(&kafka, &[INPUT, OUTPUT]).await?;
     let (input, output) = (kafka.topic(&INPUT), kafka.topic(&OUTPUT));
 
@@ -83,13 +79,8 @@ pub async fn latency(kafka: &Kafka, bench: &LatencyBench) -> anyhow::Result<()> 
         config.batch_linger = Duration::from_millis(ms);
     }
     println!(
-        "broker: {} ({}); {} records/s over {} keys, {} partitions; batch_linger {:?}",
-        if kafka.is_embedded() {
-            "embedded mock cluster"
-        } else {
-            "external"
-        },
-        kafka.bootstrap_servers(),
+        "broker: {}; {} records/s over {} keys, {} partitions; batch_linger {:?}",
+        super::broker(&kafka),
         bench.rate,
         bench.keys,
         INPUT.partitions,

@@ -46,22 +46,10 @@ const INPUT: TopicSpec = TopicSpec {
 };
 
 pub async fn streams(kafka: &Kafka, bench: &StreamsBench) -> anyhow::Result<()> {
-    let kafka = kafka.with_prefix(&format!(
-        "{}bench{:06x}.",
-        kafka.prefix(),
-        rand::random::<u32>() & 0xff_ffff
-    ));
+    let kafka = super::fresh_prefix(kafka);
     shared::provision(&kafka, &[INPUT]).await?;
     let topic = kafka.topic(&INPUT);
-    println!(
-        "broker: {} ({})",
-        if kafka.is_embedded() {
-            "embedded mock cluster"
-        } else {
-            "external"
-        },
-        kafka.bootstrap_servers()
-    );
+    println!("broker: {}", super::broker(&kafka));
     println!(
         "records: {}, keys: {}, partitions: {}",
         bench.records, bench.keys, INPUT.partitions
