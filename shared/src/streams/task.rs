@@ -109,21 +109,14 @@ pub(super) fn process_record<P: Processor>(
     let timestamp = message.timestamp().to_millis();
     task.stream_time = task.stream_time.max(timestamp.unwrap_or(i64::MIN));
     let mut backoff = Duration::from_millis(100);
-    loop {
+    // The record's dead letter, if it has one: its kind and reason.
+    let rejected = loop {
         let decoded = crate::consumer::decode_with(message, |payload| {
             processor.decode(message.topic(), payload)
         });
         let record = match decoded {
             Ok(record) => record,
-            Err(reason) => {
-                task.outputs.push(dead_letter(
-                    message,
-                    &config.application_id,
-                    dlq::DeadLetterKind::Decode,
-                    &reason,
-                ));
-                break;
-            }
+            Err(reason) => break Some((dlq::DeadLetterKind::Decode, reason)),
         };
         let key_check = processor
             .key_of(message.topic(), &record.value)
@@ -131,13 +124,7 @@ pub(super) fn process_record<P: Processor>(
                 crate::consumer::check_key(record.key.as_deref(), expected)
             });
         if let Err(reason) = key_check {
-            task.outputs.push(dead_letter(
-                message,
-                &config.application_id,
-                dlq::DeadLetterKind::Rejected,
-                &reason,
-            ));
-            break;
+            break Some((dlq::DeadLetterKind::Rejected, reason));
         }
         let outputs_before = task.outputs.len();
         let meta = RecordMeta {
@@ -153,17 +140,11 @@ pub(super) fn process_record<P: Processor>(
                     .late_dropped
                     .fetch_add(ctx.late_dropped, Ordering::Relaxed);
                 stats.processed.fetch_add(1, Ordering::Relaxed);
-                break;
+                break None;
             }
             Err(HandlerError::Permanent(reason)) => {
                 ctx.rollback(outputs_before);
-                task.outputs.push(dead_letter(
-                    message,
-                    &config.application_id,
-                    dlq::DeadLetterKind::Rejected,
-                    &reason,
-                ));
-                break;
+                break Some((dlq::DeadLetterKind::Rejected, reason));
             }
             Err(HandlerError::Transient(err)) => {
                 ctx.rollback(outputs_before);
@@ -175,6 +156,10 @@ pub(super) fn process_record<P: Processor>(
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
+    };
+    if let Some((kind, reason)) = rejected {
+        task.outputs
+            .push(dead_letter(message, &config.application_id, kind, &reason));
     }
     match task.next_offsets.get_mut(message.topic()) {
         Some(next) => *next = message.offset() + 1,
