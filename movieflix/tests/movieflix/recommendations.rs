@@ -131,7 +131,7 @@ async fn recommendations_follow_taste_and_what_others_watched_next() {
         "A → B counted on watched_after",
         || async {
             let records = kafka
-                .read_all(&watched_after, Duration::from_millis(500))
+                .read_all(&watched_after, Duration::from_secs(1))
                 .await
                 .unwrap();
             records

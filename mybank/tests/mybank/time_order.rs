@@ -87,20 +87,10 @@ async fn interleaved(bank: Bank, detector_starts_late: bool) {
         // Every transaction in Kafka first: the detector then starts on two full topics.
         let topic = bank.topic(&mybank::topics::BANK_TRANSACTIONS);
         let transactions = ROUNDS.len() * USERS.len() * 4;
-        eventually(
-            Duration::from_secs(60),
-            "every transaction in Kafka",
-            || async {
-                let n = bank
-                    .kafka
-                    .read_all(&topic, Duration::from_millis(500))
-                    .await
-                    .unwrap()
-                    .len();
-                (n >= transactions).then_some(())
-            },
-        )
-        .await;
+        bank.kafka
+            .wait_for_records(&topic, transactions, Duration::from_secs(60))
+            .await
+            .unwrap();
         Some(bank.spawn(&["big-transaction-detector"], None).await)
     } else {
         None

@@ -230,6 +230,9 @@ impl TestKafka {
             .set("enable.auto.commit", "false")
             // librdkafka's default, stated: what a downstream application would see.
             .set("isolation.level", "read_committed")
+            // A partition whose start offset resolves late joins the broker's next fetch; with
+            // librdkafka's 500 ms fetch wait, that gap looked like "nothing more" to `read_all`.
+            .set("fetch.wait.max.ms", "20")
             .create()?;
         let deadline = tokio::time::Instant::now() + timeout;
         let partitions = loop {
