@@ -172,6 +172,8 @@ pub(super) struct Runtime {
     pub(super) reader: StoreReader,
     pub(super) consumer: BaseConsumer<GroupContext>,
     restorer: BaseConsumer,
+    /// Wakes the stream thread when delivery reports arrive; dropped before the producer.
+    pub(super) delivery: super::delivery::DeliveryWaker,
     pub(super) producer: BaseProducer<AckContext>,
     assigned: Arc<Mutex<BTreeSet<i32>>>,
     revoked: Arc<Mutex<BTreeSet<i32>>>,
@@ -293,6 +295,7 @@ impl Runtime {
             reader,
             consumer,
             restorer,
+            delivery: super::delivery::DeliveryWaker::new(&producer)?,
             producer,
             assigned,
             revoked,

@@ -250,6 +250,10 @@ impl Runtime {
             let mut batch = WriteBatch::default();
             task.db.stage(&mut batch, &task.overlay);
             task.db.commit(batch, &checkpoint)?;
+            let written = task.overlay.iter().map(|writes| writes.len() as u64).sum();
+            self.stats
+                .changelog_records
+                .fetch_add(written, Ordering::Relaxed);
             for writes in &mut task.overlay {
                 writes.clear();
             }
@@ -307,15 +311,31 @@ impl Runtime {
 
     fn flush_acknowledged(&self) -> anyhow::Result<()> {
         // Not `Producer::flush`: rust-rdkafka's flush polls in 100 ms steps that always run to
-        // the end, which would put 200 ms into every commit. Trigger sending, then poll in
-        // 1 ms steps until every delivery report has been served.
+        // the end, which would put 200 ms into every commit. Trigger sending, then sleep until
+        // delivery reports arrive ([`super::delivery`]) and serve them, until none is missing.
         let _ = self.producer.flush(Duration::ZERO);
         let deadline = Instant::now() + FLUSH_TIMEOUT;
-        while self.producer.in_flight_count() > 0 {
+        loop {
+            // Serve what has arrived: a zero-timeout poll serves one event (one delivery report
+            // covers many records), and the count falls as reports are served.
+            let mut in_flight = self.producer.in_flight_count();
+            while in_flight > 0 {
+                self.producer.poll(Duration::ZERO);
+                let now = self.producer.in_flight_count();
+                if now >= in_flight {
+                    break;
+                }
+                in_flight = now;
+            }
+            if in_flight == 0 {
+                break;
+            }
             if Instant::now() > deadline {
                 bail!("records not acknowledged within {FLUSH_TIMEOUT:?}");
             }
-            self.producer.poll(Duration::from_millis(1));
+            // Sleep until librdkafka queues an event (the 1 ms bound covers an event that
+            // arrived behind one that was not a delivery report: no new wake-up for it).
+            self.delivery.wait(Duration::from_millis(1));
         }
         let errors =
             std::mem::take(&mut *self.producer.context().errors.lock().expect("errors lock"));

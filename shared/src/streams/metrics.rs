@@ -22,6 +22,7 @@ struct Families {
     restore_micros: Family<AppLabels, Counter>,
     idle_micros: Family<AppLabels, Counter>,
     enforced: Family<AppLabels, Counter>,
+    changelog_records: Family<AppLabels, Counter>,
     lag: Family<AppLabels, Gauge>,
     restore_remaining: Family<AppLabels, Gauge>,
 }
@@ -38,6 +39,7 @@ fn families() -> &'static Families {
             restore_micros: Family::default(),
             idle_micros: Family::default(),
             enforced: Family::default(),
+            changelog_records: Family::default(),
             lag: Family::default(),
             restore_remaining: Family::default(),
         };
@@ -70,6 +72,11 @@ fn families() -> &'static Families {
             f.enforced.clone(),
         );
         crate::metrics::register(
+            "streams_changelog_records",
+            "Changelog records written: one per key changed in a batch, however often it changed",
+            f.changelog_records.clone(),
+        );
+        crate::metrics::register(
             "streams_consumer_lag",
             "Input records not yet processed by this instance (refreshed every 5 s)",
             f.lag.clone(),
@@ -99,6 +106,8 @@ pub struct StreamsStats {
     pub idle_micros: AppCounter,
     /// Records processed while another input of their task had nothing buffered.
     pub enforced: AppCounter,
+    /// Changelog records written (one per key changed in a batch).
+    pub changelog_records: AppCounter,
     /// Input records behind, over this instance's partitions.
     pub lag: Gauge,
     /// Changelog records the running restore still has to read.
@@ -155,6 +164,7 @@ impl StreamsStats {
             restore_micros: AppCounter::new(&f.restore_micros, application),
             idle_micros: AppCounter::new(&f.idle_micros, application),
             enforced: AppCounter::new(&f.enforced, application),
+            changelog_records: AppCounter::new(&f.changelog_records, application),
             lag: f
                 .lag
                 .get_or_create(&AppLabels {

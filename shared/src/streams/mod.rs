@@ -9,6 +9,7 @@
 //! | `task`        | a task per input partition; the rebalance listener that assigns them    |
 //! | [`order`]     | time order across a task's inputs: buffers, earliest first, idle wait   |
 //! | `commit`      | committing a batch: outputs, changelog, markers, state, input offsets   |
+//! | `delivery`    | a commit sleeps until delivery reports arrive (no busy polling)         |
 //! | `restore`     | opening tasks: their RocksDBs brought up to date from their changelogs  |
 //! | `lag`         | the lag gauge, computed on a thread of its own                          |
 //! | [`context`]   | what a processor sees: record coordinates, stores, `emit`               |
@@ -28,6 +29,7 @@ pub mod changelog;
 mod commit;
 pub mod context;
 pub mod count;
+mod delivery;
 pub mod global;
 pub mod guarantee;
 pub mod instances;
