@@ -3,9 +3,11 @@
 //!
 //! * [`streams`] — throughput: raw consume vs count-per-key with RocksDB + changelog, and the
 //!   restore rate;
-//! * [`latency`] — one stateful hop at a steady rate: input produced → output readable.
+//! * [`latency`] — one stateful hop at a steady rate: input produced → output readable;
+//! * [`peers`] — Kafka Streams and Quix Streams on (b)'s job and input (`bench streams --peers`).
 
 pub mod latency;
+pub mod peers;
 pub mod streams;
 
 use std::time::Duration;
