@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use shared::Kafka;
 
 /// One peer run.
+#[derive(Debug)]
 pub struct Peer {
     pub system: String,
     pub records_per_s: f64,
@@ -87,18 +88,39 @@ pub async fn run(kafka: &Kafka, peer: &PeerRun, topic: &str, records: u64) -> an
     if !output.status.success() {
         bail!("{} failed ({}): {stdout}", peer.system, output.status);
     }
+    parse(&peer.system, &stdout)
+}
+
+/// A peer's figures from the last JSON line of its output.
+fn parse(system: &str, stdout: &str) -> anyhow::Result<Peer> {
     let line = stdout
         .lines()
         .rev()
         .find(|line| line.starts_with('{'))
-        .with_context(|| format!("{} printed no result: {stdout}", peer.system))?;
+        .with_context(|| format!("{system} printed no result: {stdout}"))?;
     let result: serde_json::Value = serde_json::from_str(line)
-        .with_context(|| format!("{}'s result is not JSON: {line}", peer.system))?;
+        .with_context(|| format!("{system}'s result is not JSON: {line}"))?;
     Ok(Peer {
-        system: peer.system.clone(),
+        system: system.to_owned(),
         records_per_s: result["records_per_s"]
             .as_f64()
-            .with_context(|| format!("{}: no records_per_s in {line}", peer.system))?,
+            .with_context(|| format!("{system}: no records_per_s in {line}"))?,
         cpu_us_per_record: result["cpu_us_per_record"].as_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_peers_result_is_its_last_json_line() {
+        let out = "building…\n{\"records\":9,\"records_per_s\":1}\n{\"records\":299999,\"records_per_s\":95586,\"cpu_us_per_record\":8.54}\n";
+        let peer = super::parse("ks", out).unwrap();
+        assert_eq!(peer.records_per_s, 95586.0);
+        assert_eq!(peer.cpu_us_per_record, Some(8.54));
+        let err = super::parse("ks", "Exception in thread main\n").unwrap_err();
+        assert!(err.to_string().contains("ks printed no result"), "{err}");
+        let err = super::parse("ks", "{\"records\":1}\n").unwrap_err();
+        assert!(err.to_string().contains("no records_per_s"), "{err}");
+        assert!(super::parse("ks", "{not json\n").is_err());
+    }
 }
