@@ -97,8 +97,8 @@ pub async fn streams(kafka: &Kafka, bench: &StreamsBench) -> anyhow::Result<()> 
         println!();
         figures.push((distribution, run(kafka, bench, distribution).await?));
     }
+    let micros = |cpu: Option<f64>| cpu.map_or("-".to_owned(), |c| format!("{c:.2}"));
     if figures.len() > 1 || bench.peers {
-        let micros = |cpu: Option<f64>| cpu.map_or("-".to_owned(), |c| format!("{c:.2}"));
         println!(
             "\n| keys | (a) records/s | (a) µs CPU/record | (b) records/s | (b) µs CPU/record | changelog records/input record | (c) keys/s |"
         );
@@ -121,7 +121,6 @@ pub async fn streams(kafka: &Kafka, bench: &StreamsBench) -> anyhow::Result<()> 
         println!("|---|---|---:|---:|---:|");
         for (distribution, f) in &figures {
             let keys = label(*distribution, bench.zipf_s);
-            let micros = |cpu: Option<f64>| cpu.map_or("-".to_owned(), |c| format!("{c:.2}"));
             println!(
                 "| {keys} | (b) this runtime | {:.0} | {} | 1.00 |",
                 f.count,
