@@ -182,6 +182,8 @@ pub(super) struct Runtime {
     instance_id: String,
     /// Reads the instances topic from the beginning (no group).
     announcements: BaseConsumer,
+    /// The instances topic's end when this instance started.
+    announcements_end: i64,
     global: Option<super::global::GlobalTables>,
     /// Next offset per (input topic, partition) of the open tasks, for the lag thread.
     pub(super) positions: Arc<Mutex<Vec<(String, i32, i64)>>>,
@@ -268,6 +270,18 @@ impl Runtime {
             Offset::Beginning,
         )?;
         announcements.assign(&tpl)?;
+        // Where the topic ends now: the directory names owners once it has read that far.
+        let announcements_end = match announcements.fetch_watermarks(
+            &instances::instances_topic(&config.application_id),
+            0,
+            Duration::from_secs(10),
+        ) {
+            Ok((_, high)) => high,
+            Err(err) => {
+                tracing::warn!(%err, "cannot read the end of the instances topic; routing from what arrives");
+                0
+            }
+        };
         let global = if config.global_tables.is_empty() {
             None
         } else {
@@ -290,6 +304,7 @@ impl Runtime {
             directory,
             instance_id: uuid::Uuid::new_v4().to_string(),
             announcements,
+            announcements_end,
             config,
             stats,
             reader,
@@ -330,7 +345,11 @@ impl Runtime {
                 let t0 = Instant::now();
                 let batch = self.poll_batch(&shutdown, wake_at)?;
                 let (t1, batch_len) = (Instant::now(), batch.len());
-                instances::read_announcements(&self.announcements, &self.directory);
+                instances::read_announcements(
+                    &self.announcements,
+                    &self.directory,
+                    self.announcements_end,
+                );
                 if let Some(global) = self.global.as_mut() {
                     global.poll(Duration::ZERO)?;
                 }

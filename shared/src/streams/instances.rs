@@ -8,15 +8,19 @@
 //! ([`crate::producer::partition_for_key`]).
 //!
 //! The stream thread does both: `announce` when its tasks change, `read_announcements` once per
-//! batch into the [`Directory`].
+//! batch into the [`Directory`]. Until it has read the topic up to where it ended when the
+//! instance started, the directory names no owner: a stale claim (say, of the instance this one
+//! replaces, whose withdrawal is further on in the topic) would send queries to a stopped
+//! instance, so they get a 503 ("retry shortly") instead.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use rdkafka::Message;
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord};
+use rdkafka::{Message, Offset};
 use serde::{Deserialize, Serialize};
 
 use super::commit::{AckContext, send};
@@ -51,9 +55,20 @@ pub enum Route {
 #[derive(Clone, Default)]
 pub struct Directory {
     instances: Arc<RwLock<HashMap<String, Announcement>>>,
+    /// Read the instances topic up to its end at start-up: the claims are current.
+    caught_up: Arc<AtomicBool>,
 }
 
 impl Directory {
+    /// The claims read so far are as current as the topic was when this instance started.
+    pub fn mark_caught_up(&self) {
+        self.caught_up.store(true, Ordering::Release);
+    }
+
+    pub fn is_caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Acquire)
+    }
+
     pub fn apply(&self, instance_id: String, announcement: Option<Announcement>) {
         let mut instances = self.instances.write().expect("directory lock");
         match announcement {
@@ -66,8 +81,12 @@ impl Directory {
         }
     }
 
-    /// The endpoint of the instance that most recently claimed `partition`.
+    /// The endpoint of the instance that most recently claimed `partition`; none before the
+    /// directory has caught up.
     pub fn owner(&self, partition: i32) -> Option<String> {
+        if !self.is_caught_up() {
+            return None;
+        }
         self.instances
             .read()
             .expect("directory lock")
@@ -115,8 +134,10 @@ pub(super) fn announce(
     send(producer, record)
 }
 
-/// Applies the announcements that arrived since the last look (never blocks).
-pub(super) fn read_announcements(announcements: &BaseConsumer, directory: &Directory) {
+/// Applies the announcements that arrived since the last look (never blocks); marks the
+/// directory caught up once the consumer's position reaches `end` (the topic's end when the
+/// instance started).
+pub(super) fn read_announcements(announcements: &BaseConsumer, directory: &Directory, end: i64) {
     while let Some(result) = announcements.poll(Duration::ZERO) {
         match result {
             Ok(message) => {
@@ -134,6 +155,18 @@ pub(super) fn read_announcements(announcements: &BaseConsumer, directory: &Direc
             Err(err) => tracing::debug!(%err, "instances topic"),
         }
     }
+    if directory.is_caught_up() {
+        return;
+    }
+    let position = announcements.position().ok().and_then(|positions| {
+        positions.elements().first().and_then(|p| match p.offset() {
+            Offset::Offset(offset) => Some(offset),
+            _ => None,
+        })
+    });
+    if end <= 0 || position.is_some_and(|position| position >= end) {
+        directory.mark_caught_up();
+    }
 }
 
 #[cfg(test)]
@@ -141,8 +174,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_newest_claim_wins() {
+    fn no_owner_before_catching_up_then_the_newest_claim_wins() {
         let directory = Directory::default();
+        directory.apply(
+            "a".into(),
+            Some(Announcement {
+                endpoint: "http://a".into(),
+                partitions: vec![0],
+                announced_ms: 0,
+            }),
+        );
+        assert_eq!(directory.owner(0), None, "no owner before catching up");
+        directory.mark_caught_up();
         let claim = |endpoint: &str, partitions: Vec<i32>, at| Announcement {
             endpoint: endpoint.into(),
             partitions,
