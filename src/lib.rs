@@ -4,13 +4,15 @@
 //! * `casestudies broker` — the embedded broker alone, with every topic provisioned;
 //! * `casestudies lag --group G` — a consumer group's lag per partition ([`lag_table`]);
 //! * `casestudies bench streams` — the streams runtime's throughput and restore rate ([`bench`]);
-//! * `casestudies dlq replay --topic T.dlq` — dead letters back to their source topic ([`dlq`]).
+//! * `casestudies dlq replay --topic T.dlq` — dead letters back to their source topic ([`dlq`]);
+//! * `casestudies up` — every case study with its simulator, and the dashboard ([`up`], [`LIVE`]).
 //!
 //! Each case study stays independent: this crate only gathers their `topics::ALL` and their
 //! streams applications ([`all_streams`]).
 
 pub mod bench;
 pub mod dlq;
+pub mod up;
 
 use shared::lag::GroupLag;
 use shared::service::cli::CaseStudyCli;
@@ -29,6 +31,34 @@ pub const CASE_STUDIES: &[(&str, &[TopicSpec])] = &[
     (ingestion::topics::CASE_STUDY, ingestion::topics::ALL),
     (logging::topics::CASE_STUDY, logging::topics::ALL),
 ];
+
+/// Every case study `casestudies up` runs, in the order of the course: its name, how it starts
+/// ([`up::case_study::start`] from its `live.rs`), its knob's default. A new case study adds one
+/// line.
+pub const LIVE: &[up::LiveEntry] = &[
+    live::<movieflix::app::MovieFlix>(movieflix::topics::CASE_STUDY),
+    live::<mybank::app::MyBank>(mybank::topics::CASE_STUDY),
+];
+
+const fn live<C: shared::live::LiveCaseStudy>(name: &'static str) -> up::LiveEntry {
+    up::LiveEntry {
+        name,
+        start: start::<C>,
+        knob: knob::<C>,
+    }
+}
+
+fn start<'a, C: shared::live::LiveCaseStudy>(
+    kafka: &'a Kafka,
+    dir: &'a std::path::Path,
+    knob: Option<f64>,
+) -> futures::future::LocalBoxFuture<'a, anyhow::Result<up::case_study::Started>> {
+    Box::pin(up::case_study::start::<C>(kafka, dir, knob))
+}
+
+fn knob<C: shared::live::LiveCaseStudy>() -> f64 {
+    C::knob().get()
+}
 
 /// The topics of all six case studies.
 pub fn all_topics() -> Vec<TopicSpec> {

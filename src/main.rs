@@ -18,6 +18,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Every case study that is built, with its services and simulator, and a dashboard in the
+    /// browser that shows them move (http://127.0.0.1:8080 by default).
+    Up {
+        #[command(flatten)]
+        options: casestudies::up::UpOptions,
+        /// The dashboard's port.
+        #[arg(long, env = "DASHBOARD_PORT", default_value_t = 8080)]
+        port: u16,
+        /// The dashboard's address (0.0.0.0 to show it to a room).
+        #[arg(long, env = "DASHBOARD_HOST", default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+    },
     /// Every topic of the six case studies: name, key, partitions, retention, cleanup, who
     /// produces and who consumes.
     Topics,
@@ -57,6 +69,9 @@ enum Bench {
     /// One stateful hop at a steady rate: input produced -> count-per-key -> output polled;
     /// p50/p99/max.
     Latency(casestudies::bench::LatencyBench),
+    /// What `up`'s dashboard costs: the process's CPU with one page open vs none, alternated,
+    /// and the bytes per second sent to the page.
+    Dashboard(casestudies::bench::DashboardBench),
 }
 
 #[tokio::main]
@@ -74,6 +89,23 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Up {
+            options,
+            port,
+            host,
+        } => {
+            let kafka = Kafka::connect(&cli.kafka)?;
+            let address = std::net::SocketAddr::new(host, port);
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|err| {
+                    anyhow::anyhow!(
+                        "cannot listen on {address}: {err} (try --port 0 for any free port)"
+                    )
+                })?;
+            let shutdown = shared::shutdown::on_signal();
+            casestudies::up::run(&kafka, &options, listener, shutdown).await?;
+        }
         Command::Topics => print!("{}", casestudies::topics_table(&cli.kafka.topic_prefix)),
         Command::Broker => {
             if cli.kafka.bootstrap_servers.is_some() {
@@ -103,6 +135,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(Bench::Streams(bench)) => {
             let kafka = Kafka::connect(&cli.kafka)?;
             casestudies::bench::streams(&kafka, &bench).await?;
+        }
+        Command::Bench(Bench::Dashboard(bench)) => {
+            let kafka = Kafka::connect(&cli.kafka)?;
+            casestudies::bench::dashboard(&kafka, &bench).await?;
         }
         Command::Bench(Bench::Latency(bench)) => {
             let kafka = Kafka::connect(&cli.kafka)?;

@@ -120,6 +120,12 @@ impl shared::service::Service<crate::app::Resources> for Service {
     fn about(&self) -> &'static str {
         "show_position → Parquet files under ANALYTICS_DIR."
     }
+    fn groups(&self, kafka: &shared::Kafka) -> Vec<shared::service::GroupSpec> {
+        vec![shared::service::GroupSpec {
+            group: format!("{}{GROUP_ID}", kafka.prefix()),
+            topics: vec![kafka.topic(&crate::topics::SHOW_POSITION)],
+        }]
+    }
     async fn start(
         &self,
         ctx: &shared::service::Context,

@@ -94,6 +94,7 @@ async fn simulate(args: SimulateArgs, stop: CancellationToken) -> anyhow::Result
         interval: args.interval,
         speed: args.speed,
         seed: args.seed,
+        active: None,
     };
     simulator::run(options, Catalog::shared(), Arc::clone(&stats), stop).await?;
     let sent = stats.sent.load(std::sync::atomic::Ordering::Relaxed);
@@ -137,6 +138,7 @@ async fn demo(
         interval: args.interval,
         speed: args.speed,
         seed: 7,
+        active: None,
     };
     let simulation = tokio::spawn(simulator::run(
         options,

@@ -14,7 +14,8 @@
 //!
 //! and around them: [`topics`] (every topic), [`events`] (the records), [`catalog`] (the
 //! shows), [`app`] (MovieFlix on the service scaffold: the list of services, what they share,
-//! the catalog routes), [`commands`] (`simulate`, `demo`) and [`demo`] (the demo's summary).
+//! the catalog routes), [`commands`] (`simulate`, `demo`), [`demo`] (the demo's summary) and
+//! [`live`] (its tile and page in `casestudies up`).
 //!
 //! Data flows one way: player → `POST /v1/positions` → `show_position` → processors →
 //! `recommendations` / stores / files → query APIs.
@@ -25,6 +26,7 @@ pub mod catalog;
 pub mod commands;
 pub mod demo;
 pub mod events;
+pub mod live;
 pub mod recommendation_engine;
 pub mod recommendations_service;
 pub mod resuming_service;

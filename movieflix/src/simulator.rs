@@ -27,6 +27,9 @@ pub struct SimulatorOptions {
     /// Show-seconds per wall-clock second.
     pub speed: f64,
     pub seed: u64,
+    /// How many of the `viewers` watch (the others wait): a knob turned while it runs
+    /// (`casestudies up`); all of them when `None`.
+    pub active: Option<shared::live::Knob>,
 }
 
 impl Default for SimulatorOptions {
@@ -37,6 +40,7 @@ impl Default for SimulatorOptions {
             interval: Duration::from_secs(1),
             speed: 60.0,
             seed: 7,
+            active: None,
         }
     }
 }
@@ -76,6 +80,7 @@ pub async fn run(
     let mut viewers = tokio::task::JoinSet::new();
     for i in 0..options.viewers {
         let viewer = Viewer {
+            n: i,
             id: viewer_id(i),
             rng: StdRng::seed_from_u64(options.seed.wrapping_mul(1_000_003) + i as u64),
             client: client.clone(),
@@ -100,6 +105,8 @@ pub async fn run(
 }
 
 struct Viewer {
+    /// Its number: it watches while the `active` knob is above it.
+    n: usize,
     id: String,
     rng: StdRng,
     client: reqwest::Client,
@@ -121,6 +128,12 @@ impl Viewer {
         let second = (first + self.rng.random_range(1..GENRES.len())) % GENRES.len();
         self.taste = vec![GENRES[first], GENRES[second]];
         loop {
+            if let Some(active) = &self.options.active
+                && self.n as f64 >= active.get()
+            {
+                tokio::time::sleep(self.options.interval).await;
+                continue;
+            }
             let show = self.pick_show();
             let (mut episode, mut position) = self.where_to_start(&show).await;
             // Watch episodes of this show until the viewer moves on.

@@ -151,6 +151,7 @@ async fn core_banking_command(
             rate: args.rate,
             seed: args.seed,
             limit: args.limit,
+            live_rate: None,
         },
         stop,
     )
@@ -193,6 +194,7 @@ async fn demo(
             rate: args.rate,
             seed: 7,
             limit: None,
+            live_rate: None,
         };
         async move { core_banking::run(&db, &options, stop).await }
     });

@@ -32,6 +32,9 @@ pub struct CoreBankingOptions {
     pub seed: u64,
     /// Stop after this many transactions (default: until shutdown).
     pub limit: Option<u64>,
+    /// Transactions per second read from a knob turned while it runs (`casestudies up`),
+    /// instead of `rate`.
+    pub live_rate: Option<shared::live::Knob>,
 }
 
 /// The `i`-th simulated customer (`user-007`) and their account.
@@ -72,9 +75,29 @@ pub async fn run(
         "core banking started"
     );
     while options.limit.is_none_or(|limit| inserted < limit) {
-        tokio::select! {
+        let wait = async {
+            match &options.live_rate {
+                // A knob at 0 pauses the bank; it looks again four times a second.
+                Some(knob) if knob.get() <= 0.0 => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    false
+                }
+                Some(knob) => {
+                    tokio::time::sleep(Duration::from_secs_f64(1.0 / knob.get())).await;
+                    true
+                }
+                None => {
+                    ticker.tick().await;
+                    true
+                }
+            }
+        };
+        let insert = tokio::select! {
             () = shutdown.cancelled() => break,
-            _ = ticker.tick() => {}
+            insert = wait => insert,
+        };
+        if !insert {
+            continue;
         }
         db.insert(&random_transaction(&mut rng, options.users))
             .await?;

@@ -16,7 +16,8 @@
 //! and around them: [`topics`] (every topic MyBank reads or writes), [`events`] (the records),
 //! [`money`] (amounts in minor units), [`mailer`] (e-mail with lettre: SMTP or an `.eml`
 //! outbox), [`app`] (MyBank on the service scaffold: the list of services, what they share),
-//! [`commands`] (`core-banking`, `demo`, `bench`). Not a box: [`bench`]`/` — the latency
+//! [`commands`] (`core-banking`, `demo`, `bench`), [`live`] (its tile and page in
+//! `casestudies up`). Not a box: [`bench`]`/` — the latency
 //! benchmark behind `mybank bench`, and [`bench::smtp_server`], the real SMTP server (aiosmtpd)
 //! it and the tests receive e-mail with.
 
@@ -28,6 +29,7 @@ pub mod commands;
 pub mod core_banking;
 pub mod database;
 pub mod events;
+pub mod live;
 pub mod mailer;
 pub mod money;
 pub mod notification_service;

@@ -686,6 +686,12 @@ impl shared::service::Service<crate::app::Resources> for Service {
     fn about(&self) -> &'static str {
         "user_alerts → in-app notifications (GET, SSE) and e-mail."
     }
+    fn groups(&self, kafka: &Kafka) -> Vec<shared::service::GroupSpec> {
+        vec![shared::service::GroupSpec {
+            group: format!("{}{GROUP_ID}", kafka.prefix()),
+            topics: vec![kafka.topic(&USER_ALERTS)],
+        }]
+    }
     async fn start(
         &self,
         ctx: &shared::service::Context,

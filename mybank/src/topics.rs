@@ -20,7 +20,7 @@ pub const BANK_TRANSACTIONS: TopicSpec = TopicSpec {
     cleanup: Cleanup::Delete,
     purpose: "CDC / JDBC-style copy of the transactions table, keyed by user for the join with settings",
     producers: &["source connector"],
-    consumers: &["big-transaction detection (streams)"],
+    consumers: &["big-transaction detector (streams)"],
 };
 
 /// Users' alert-threshold changes, as events ("user 123 enabled threshold $1000 at 12:00").
@@ -35,7 +35,7 @@ pub const USER_SETTINGS: TopicSpec = TopicSpec {
     cleanup: Cleanup::Delete,
     purpose: "ThresholdEnabled / ThresholdChanged / ThresholdDisabled events from the apps",
     producers: &["app threshold service"],
-    consumers: &["big-transaction detection (streams)"],
+    consumers: &["big-transaction detector (streams)"],
 };
 
 /// Alerts for transactions over the user's threshold.
@@ -47,7 +47,7 @@ pub const USER_ALERTS: TopicSpec = TopicSpec {
     retention: Retention::days(7),
     cleanup: Cleanup::Delete,
     purpose: "one alert per large transaction, for in-app notifications and e-mail",
-    producers: &["big-transaction detection (streams)"],
+    producers: &["big-transaction detector (streams)"],
     consumers: &["notification service"],
 };
 

@@ -17,6 +17,7 @@
 //! | [`consumer`]  | the consumer loop: decode, handle, commit after (or before) processing        |
 //! | [`dlq`]       | dead-letter records: the failed bytes plus the reason in headers              |
 //! | [`lag`]       | committed offset vs log-end offset per partition of a consumer group          |
+//! | [`live`]      | what `casestudies up` needs from a case study: knob, queries, its own view    |
 //! | [`http`]      | axum plumbing: `/healthz`, `/readyz`, `/metrics`, JSON errors, shutdown       |
 //! | [`metrics`]   | the process-wide Prometheus registry and the client counters                 |
 //! | [`shutdown`]  | SIGINT/SIGTERM → a cancellation token every task watches                      |
@@ -37,6 +38,7 @@ pub mod event;
 pub mod http;
 pub mod kafka;
 pub mod lag;
+pub mod live;
 pub mod metrics;
 pub mod producer;
 pub mod provision;

@@ -4,14 +4,17 @@
 //! * [`streams`] — throughput: raw consume vs count-per-key with RocksDB + changelog, and the
 //!   restore rate;
 //! * [`latency`] — one stateful hop at a steady rate: input produced → output readable;
-//! * [`peers`] — Kafka Streams and Quix Streams on (b)'s job and input (`bench streams --peers`).
+//! * [`peers`] — Kafka Streams and Quix Streams on (b)'s job and input (`bench streams --peers`);
+//! * [`dashboard`] — what `up`'s dashboard costs: CPU with a page open vs closed, bytes/s to it.
 
+pub mod dashboard;
 pub mod latency;
 pub mod peers;
 pub mod streams;
 
 use std::time::Duration;
 
+pub use dashboard::{DashboardBench, dashboard};
 pub use latency::{LatencyBench, latency};
 pub use streams::{StreamsBench, streams};
 

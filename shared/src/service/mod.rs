@@ -150,6 +150,25 @@ pub trait Service<R>: Send + Sync + 'static {
     fn streams(&self, _kafka: &Kafka) -> Vec<StreamsConfig> {
         Vec::new()
     }
+    /// The consumer groups this service commits offsets in, with the topics each reads (full
+    /// names): by default its streams applications' ids and inputs. The dashboard shows their
+    /// lag.
+    fn groups(&self, kafka: &Kafka) -> Vec<GroupSpec> {
+        self.streams(kafka)
+            .into_iter()
+            .map(|config| GroupSpec {
+                group: config.application_id,
+                topics: config.inputs,
+            })
+            .collect()
+    }
+}
+
+/// A consumer group a service commits offsets in, and the topics it reads (full names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSpec {
+    pub group: String,
+    pub topics: Vec<String>,
 }
 
 /// A case study as the scaffold sees it: its topics (provisioned at start), its services in the

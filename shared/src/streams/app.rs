@@ -146,6 +146,7 @@ pub async fn start<P: Processor>(
     };
     let directory = Directory::default();
     let endpoint = config.endpoint.clone();
+    let application_id = config.application_id.clone();
     let runtime = Runtime::new(
         kafka,
         config,
@@ -157,6 +158,7 @@ pub async fn start<P: Processor>(
         .name(format!("stream-{}", runtime.config.application_id))
         .spawn(move || runtime.run(processor, shutdown))?;
     Ok(StreamsHandle {
+        application_id,
         thread: std::sync::Mutex::new(Some(thread)),
         stats,
         stores: reader,

@@ -206,6 +206,8 @@ impl StoreReader {
 
 /// A running streams application.
 pub struct StreamsHandle {
+    /// The application id (prefixed): its consumer group.
+    pub application_id: String,
     /// Taken by the first [`StreamsHandle::join`].
     pub(super) thread: Mutex<Option<std::thread::JoinHandle<anyhow::Result<()>>>>,
     pub stats: Arc<StreamsStats>,
