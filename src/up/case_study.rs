@@ -5,7 +5,7 @@
 //! need not be `Send` (the scaffold's rule): the handlers ask that task to stop or start the
 //! spare ([`Control`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -76,6 +76,8 @@ pub struct Description {
     pub graph: Graph,
     pub topics: Vec<TopicInfo>,
     pub services: Vec<&'static str>,
+    /// Each stateful service's state stores.
+    pub stores: BTreeMap<&'static str, Vec<String>>,
     pub queries: Vec<QuerySpec>,
     pub knob: KnobInfo,
     pub spare: Option<SpareInfo>,
@@ -354,6 +356,19 @@ pub async fn start<C: LiveCaseStudy>(
             })
             .collect(),
         services: services.clone(),
+        stores: case_study
+            .services
+            .iter()
+            .map(|s| {
+                let stores: Vec<String> = s
+                    .streams(kafka)
+                    .into_iter()
+                    .flat_map(|c| c.stores)
+                    .collect();
+                (s.name(), stores)
+            })
+            .filter(|(_, stores)| !stores.is_empty())
+            .collect(),
         queries: C::queries(),
         knob: knob_info,
         spare: C::SPARE.map(|service| SpareInfo { service }),

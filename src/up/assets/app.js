@@ -597,7 +597,14 @@ function servicePanel(cs, service, body) {
   const status = h('p', { class: 'panel-status muted' });
   const error = h('p', { class: 'panel-error error', role: 'alert' });
   const chartsEl = h('div', { class: 'charts' });
-  body.append(status, error, chartsEl);
+  // Its state stores (RocksDB, one per task, restored from a changelog topic): the queries
+  // below read them.
+  const stores = cs.stores && Array.isArray(cs.stores[service]) ? cs.stores[service] : [];
+  const storesEl = h('p', { class: 'stores', 'data-stores': service },
+    stores.length
+      ? [h('span', { class: 'muted', text: 'State stores: ' }), ...stores.map((st) => h('code', { text: String(st) + ' ' }))]
+      : [h('span', { class: 'muted', text: 'No state store.' })]);
+  body.append(storesEl, status, error, chartsEl);
   const charts = new Map(); // series name -> chart
 
   const poller = poll(async () => {

@@ -224,6 +224,22 @@ async fn scenario(client: &Client, up: &crate::Up) -> anyhow::Result<()> {
         || async { number(client, dlq).await.filter(|n| *n > before) },
     )
     .await;
+    // A service: its state stores and its metrics as charts.
+    client
+        .find(Locator::Css("[data-service='resuming-service']"))
+        .await?
+        .click()
+        .await?;
+    eventually(
+        Duration::from_secs(30),
+        "the service's stores and charts",
+        || async {
+            let stores = text(client, "[data-stores='resuming-service']").await?;
+            let chart = text(client, "[data-series='streams records processed/s']").await?;
+            (stores.contains("resume_points") && !chart.is_empty()).then_some(())
+        },
+    )
+    .await;
     let screenshot = client.screenshot().await?;
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-movieflix.png");
     std::fs::write(&path, screenshot)?;

@@ -29,6 +29,11 @@ async fn every_running_case_study_is_listed_with_its_graph() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["movieflix", "mybank"]);
+    assert_eq!(
+        list[0]["stores"]["resuming-service"],
+        json!(["resume_points"]),
+        "a stateful service's stores"
+    );
     for name in names {
         let (status, cs) = get(&http, &format!("{}/api/case-studies/{name}", up.url)).await;
         assert_eq!(status, StatusCode::OK);
