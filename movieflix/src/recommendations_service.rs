@@ -188,6 +188,9 @@ impl shared::service::Service<crate::app::Resources> for Service {
     fn name(&self) -> &'static str {
         "recommendations-service"
     }
+    fn metrics(&self) -> &'static [&'static str] {
+        &["movieflix_position_to_recommendation_seconds"]
+    }
     fn about(&self) -> &'static str {
         "recommendations → GET /v1/users/{user}/recommendations."
     }

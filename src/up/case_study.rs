@@ -111,6 +111,8 @@ pub struct Live {
     pub main_streams: Option<Arc<StreamsHandle>>,
     pub spare: Mutex<SpareState>,
     pub view: fn(String, reqwest::Client) -> BoxFuture<'static, Vec<Panel>>,
+    /// Unlabelled registry metrics that belong to a service ([`shared::service::Service::metrics`]).
+    pub metrics: Vec<(&'static str, &'static [&'static str])>,
     /// Which service produces to each topic (short name → services).
     pub producers: Vec<(String, Vec<&'static str>)>,
 }
@@ -388,6 +390,11 @@ pub async fn start<C: LiveCaseStudy>(
             streams: spare_streams,
         }),
         view: view::<C>,
+        metrics: case_study
+            .services
+            .iter()
+            .map(|s| (s.name(), s.metrics()))
+            .collect(),
         producers,
     });
     Ok(Started {

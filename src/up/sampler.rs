@@ -227,7 +227,12 @@ pub fn start(
                         .filter(|g| g.service == *service)
                         .map(|g| g.group.clone())
                         .collect();
-                    history.record_samples(service, &names, &samples, now, seconds);
+                    let own = live
+                        .metrics
+                        .iter()
+                        .find(|(s, _)| s == service)
+                        .map_or(&[][..], |(_, names)| *names);
+                    history.record_samples(service, &names, own, &samples, now, seconds);
                     let ours: Vec<&GroupNow> =
                         groups.iter().filter(|g| g.service == *service).collect();
                     if !ours.is_empty() {

@@ -132,18 +132,24 @@ impl History {
             .unwrap_or_default()
     }
 
-    /// Reads `samples` for a service whose groups/applications are `groups`: counters as
-    /// rates, gauges as values, histograms as p50/p99 of what was observed since the last read.
+    /// Reads `samples` for a service whose groups/applications are `groups` (and whose own
+    /// unlabelled metrics are `names`): counters as rates, gauges as values, histograms as
+    /// p50/p99 of what was observed since the last read.
     pub fn record_samples(
         &mut self,
         service: &str,
         groups: &[String],
+        names: &[&str],
         samples: &[Sample],
         at_ms: i64,
         seconds: f64,
     ) {
         let ours = |s: &&Sample| {
-            ["group", "application"]
+            names.iter().any(|n| {
+                s.name
+                    .strip_prefix(n)
+                    .is_some_and(|rest| ["", "_bucket", "_total"].contains(&rest))
+            }) || ["group", "application"]
                 .iter()
                 .any(|l| s.label(l).is_some_and(|v| groups.iter().any(|g| g == v)))
         };
@@ -236,9 +242,9 @@ mod tests {
                  latency_seconds_bucket{{group=\"g\",le=\"+Inf\"}} {all}\n"
             ))
         };
-        history.record_samples("svc", &groups, &read(10, 0, 0), 1000, 1.0);
+        history.record_samples("svc", &groups, &[], &read(10, 0, 0), 1000, 1.0);
         assert!(history.of("svc").is_empty(), "no rate from a first reading");
-        history.record_samples("svc", &groups, &read(30, 90, 100), 2000, 1.0);
+        history.record_samples("svc", &groups, &[], &read(30, 90, 100), 2000, 1.0);
         let series = history.of("svc");
         let find = |name: &str| {
             series
@@ -258,5 +264,29 @@ mod tests {
             3,
             "the other group's counter is not the service's"
         );
+    }
+
+    #[test]
+    fn an_unlabelled_histogram_is_the_service_that_names_it() {
+        let mut history = History::default();
+        let read = |fast: u32, all: u32| {
+            parse(&format!(
+                "hop_seconds_bucket{{le=\"0.01\"}} {fast}\n\
+                 hop_seconds_bucket{{le=\"+Inf\"}} {all}\n\
+                 hop_seconds_other_bucket{{le=\"+Inf\"}} {all}\n"
+            ))
+        };
+        for service in ["named", "other"] {
+            let names: &[&str] = if service == "named" {
+                &["hop_seconds"]
+            } else {
+                &[]
+            };
+            history.record_samples(service, &[], names, &read(0, 0), 1000, 1.0);
+            history.record_samples(service, &[], names, &read(99, 100), 2000, 1.0);
+        }
+        let named: Vec<String> = history.of("named").iter().map(|s| s.name.clone()).collect();
+        assert_eq!(named, ["hop seconds p50", "hop seconds p99"]);
+        assert!(history.of("other").is_empty(), "{:?}", history.of("other"));
     }
 }

@@ -150,6 +150,12 @@ pub trait Service<R>: Send + Sync + 'static {
     fn streams(&self, _kafka: &Kafka) -> Vec<StreamsConfig> {
         Vec::new()
     }
+    /// Metrics of the process registry that are this service's although no label names it
+    /// (a histogram one per process): the dashboard charts them in its panel. Series labelled
+    /// with one of its [`Service::groups`] are its own already.
+    fn metrics(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// The consumer groups this service commits offsets in, with the topics each reads (full
     /// names): by default its streams applications' ids and inputs. The dashboard shows their
     /// lag.

@@ -450,6 +450,27 @@ async fn a_services_metrics_are_series_over_time() {
     })
     .await;
     assert!(series.iter().any(|s| s["name"] == "lag (records)"));
+    // A latency histogram the service names as its own: p50/p99 of each second.
+    let url = format!(
+        "{}/api/case-studies/movieflix/services/recommendations-service/metrics",
+        up.url
+    );
+    eventually(
+        Duration::from_secs(60),
+        "position → recommendation p99",
+        || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let (_, body) = get(&http, &url).await;
+                body["series"]
+                    .as_array()?
+                    .iter()
+                    .any(|s| s["name"] == "movieflix position to recommendation seconds p99")
+                    .then_some(())
+            }
+        },
+    )
+    .await;
     for s in &series {
         for point in s["points"].as_array().unwrap() {
             assert!(
