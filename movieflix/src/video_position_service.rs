@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use shared::http::{ApiError, Json};
+use shared::http::{Accepted, ApiError, Json};
 use shared::{EventProducer, Kafka};
 use utoipa::ToSchema;
 
@@ -36,14 +36,6 @@ pub struct PositionReport {
     /// and 5 minutes ahead (else 400).
     #[serde(default)]
     pub at: Option<DateTime<Utc>>,
-}
-
-/// Where the position went.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Accepted {
-    pub event_id: String,
-    pub partition: i32,
-    pub offset: i64,
 }
 
 pub struct VideoPositionService {
@@ -106,19 +98,13 @@ pub async fn report_position(
     position
         .validate(&service.catalog)
         .map_err(ApiError::bad_request)?;
-    let delivery = service
-        .producer
-        .publish(&service.topic, &position.user_id, &position)
-        .await
-        .map_err(|err| ApiError::unavailable(err.to_string()))?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            event_id: position.event_id,
-            partition: delivery.partition,
-            offset: delivery.offset,
-        }),
-    ))
+    Accepted::publish(
+        &service.producer,
+        &service.topic,
+        &position.user_id,
+        &position,
+    )
+    .await
 }
 
 /// The video position service on the scaffold: `POST /v1/positions`; flushes what it accepted

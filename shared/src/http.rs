@@ -119,6 +119,47 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     ApiError::new(status, "invalid request body").with_detail(rejection.body_text())
 }
 
+/// The answer of a producer behind HTTP (`202 Accepted`): the event's id and where the broker
+/// stored it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Accepted {
+    pub event_id: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Accepted {
+    /// Publishes `event` to `topic` under `key` (a producer behind HTTP): `202` with where it
+    /// went, or `503` when the broker did not acknowledge it.
+    pub async fn publish<E: crate::event::Event>(
+        producer: &crate::producer::EventProducer,
+        topic: &str,
+        key: &str,
+        event: &E,
+    ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+        let delivery = producer
+            .publish(topic, key, event)
+            .await
+            .map_err(|err| ApiError::unavailable(err.to_string()))?;
+        Ok(Accepted::response(event.event_id(), delivery))
+    }
+
+    /// `202` with the event's id and its [`crate::producer::Delivery`].
+    pub fn response(
+        event_id: String,
+        delivery: crate::producer::Delivery,
+    ) -> (StatusCode, Json<Accepted>) {
+        (
+            StatusCode::ACCEPTED,
+            Json(Accepted {
+                event_id,
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }),
+        )
+    }
+}
+
 /// A `307 Temporary Redirect` to the same path and query at another instance's `endpoint`
 /// (interactive queries for a key another instance owns).
 pub fn redirect_to(endpoint: &str, uri: &axum::http::Uri) -> Response {
