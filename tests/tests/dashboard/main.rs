@@ -19,7 +19,7 @@ pub struct Up {
     pub kafka: Kafka,
 }
 
-/// Starts `up` once (MovieFlix and MyBank with their simulators) on a thread of its own, and
+/// Starts `up` once (every case study it runs, with their simulators) on a thread of its own, and
 /// waits until the dashboard answers.
 pub async fn up() -> &'static Up {
     static UP: OnceLock<Up> = OnceLock::new();
