@@ -774,6 +774,14 @@ impl shared::service::Service<crate::app::Resources> for Service {
     fn streams(&self, kafka: &Kafka) -> Vec<StreamsConfig> {
         vec![config(kafka).0]
     }
+    fn metrics(&self) -> &'static [&'static str] {
+        &[
+            "gettaxi_nearest_lookup_seconds",
+            "gettaxi_rides_matched",
+            "gettaxi_rides_no_driver",
+            "gettaxi_claims_refused",
+        ]
+    }
     async fn start(
         &self,
         ctx: &shared::service::Context,

@@ -75,6 +75,36 @@ async fn a_rider_gets_the_nearest_available_taxi_and_its_driver_the_ride() {
     let (_, other) = get(&http, &format!("{url}/v1/taxis/near-3/assignment")).await;
     assert!(other["ride"].is_null(), "{other}");
 
+    // The same view as server-sent events: the first event is the ride as it stands.
+    let mut events = http
+        .get(format!("{url}/v1/rides/{ride}/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), StatusCode::OK);
+    assert_eq!(
+        events.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), events.chunk())
+            .await
+            .expect("an event within 10 s")
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.starts_with("event: ride\n"), "{text}");
+    let data: Value = serde_json::from_str(
+        text.lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .expect("a data line"),
+    )
+    .unwrap();
+    assert_eq!(data["taxi_id"], "near-2", "{data}");
+    drop(events);
+
     // The quote follows from the taxi cost service.
     let quoted = crate::eventually(Duration::from_secs(60), "a quote", || async {
         let (_, view) = get(&http, &format!("{url}/v1/rides/{ride}")).await;
