@@ -37,6 +37,10 @@ pub struct Checkpoint {
 /// Writes of one batch: per store, key → new value (`None` = delete). Later writes win.
 pub type Overlay = Vec<BTreeMap<Vec<u8>, Option<Vec<u8>>>>;
 
+/// The memtable budget of one task's RocksDB (all its stores), and so the most its write-ahead
+/// log preallocates on disk.
+pub const TASK_WRITE_BUFFER: usize = 8 << 20;
+
 /// A task's RocksDB.
 pub struct StateDb {
     db: DB,
@@ -51,6 +55,10 @@ impl StateDb {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
+        // One memtable budget for the task's stores together. It also caps what RocksDB
+        // preallocates for each write-ahead log (else 1.1 × the 64 MB default write buffer: a
+        // 32-partition application reserved 2.4 GB of disk for a few MB of state).
+        options.set_db_write_buffer_size(TASK_WRITE_BUFFER);
         let cfs = stores
             .iter()
             .map(String::as_str)

@@ -34,8 +34,10 @@ pub async fn up() -> &'static Up {
                 let kafka = TestKafka::start().await.expect("a broker");
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let url = format!("http://{}", listener.local_addr().unwrap());
-                // Lives as long as the test binary (the thread never returns).
-                let dir = tempfile::tempdir().unwrap().keep();
+                // Lives as long as the test binary (the thread never returns), so it is not
+                // removed on exit: the next run removes it.
+                let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-up");
+                let _ = std::fs::remove_dir_all(&dir);
                 sender
                     .send(Up {
                         url,
