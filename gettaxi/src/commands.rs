@@ -34,6 +34,10 @@ pub enum Command {
 pub enum Bench {
     /// The nearest taxi among a moving fleet: the H3 index against a scan of every taxi.
     Index(crate::bench::IndexBench),
+    /// Ride requests over HTTP while 10,000 taxis report: request → assignment, end to end.
+    Matching(crate::bench::MatchingBench),
+    /// Taxis and riders reporting, crowds moving: a window advance → its surge changes.
+    Surge(crate::bench::SurgeBench),
 }
 
 /// The simulation's settings, shared by `simulate` and `demo`.
@@ -139,6 +143,8 @@ pub async fn run(
         Command::Demo(args) => demo(kafka, args, stop).await,
         Command::Fare(args) => fare(args),
         Command::Bench(Bench::Index(bench)) => crate::bench::index(&bench),
+        Command::Bench(Bench::Matching(bench)) => crate::bench::matching(kafka, &bench).await,
+        Command::Bench(Bench::Surge(bench)) => crate::bench::surge(kafka, &bench).await,
     }
 }
 

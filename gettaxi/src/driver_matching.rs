@@ -389,24 +389,31 @@ impl Matcher {
                 available,
             } => {
                 let where_key = format!("{area}/{taxi_id}");
-                if let Some(cell) = ctx.get::<String>(WHERE, where_key.as_bytes())? {
-                    ctx.delete(INDEX, format!("{area}/{cell}/{taxi_id}").as_bytes())?;
+                let was = ctx.get::<String>(WHERE, where_key.as_bytes())?;
+                let cell = available.then(|| geo::cell(point, geo::INDEX_RES).to_string());
+                // A taxi moves tens of metres between reports: mostly within its cell, where
+                // its entry is overwritten in place (one store write, one changelog record).
+                if let Some(was) = was.as_ref().filter(|was| cell.as_ref() != Some(*was)) {
+                    ctx.delete(INDEX, format!("{area}/{was}/{taxi_id}").as_bytes())?;
                 }
-                if available {
-                    let cell = geo::cell(point, geo::INDEX_RES).to_string();
-                    let candidate = Candidate {
-                        taxi_id: taxi_id.clone(),
-                        point,
-                        at_ms,
-                    };
-                    ctx.put(
-                        INDEX,
-                        format!("{area}/{cell}/{taxi_id}").as_bytes(),
-                        &candidate,
-                    )?;
-                    ctx.put(WHERE, where_key.as_bytes(), &cell)?;
-                } else {
-                    ctx.delete(WHERE, where_key.as_bytes())?;
+                match cell {
+                    Some(cell) => {
+                        let candidate = Candidate {
+                            taxi_id: taxi_id.clone(),
+                            point,
+                            at_ms,
+                        };
+                        ctx.put(
+                            INDEX,
+                            format!("{area}/{cell}/{taxi_id}").as_bytes(),
+                            &candidate,
+                        )?;
+                        if was.as_ref() != Some(&cell) {
+                            ctx.put(WHERE, where_key.as_bytes(), &cell)?;
+                        }
+                    }
+                    None if was.is_some() => ctx.delete(WHERE, where_key.as_bytes())?,
+                    None => {}
                 }
                 Ok(())
             }
@@ -664,7 +671,7 @@ pub fn metrics() -> &'static Metrics {
             no_driver: Default::default(),
             refused_claims: Default::default(),
             lookup_seconds: prometheus_client::metrics::histogram::Histogram::new(
-                prometheus_client::metrics::histogram::exponential_buckets(0.00002, 2.0, 14),
+                prometheus_client::metrics::histogram::exponential_buckets(0.00001, 1.25, 40),
             ),
         };
         shared::metrics::register(

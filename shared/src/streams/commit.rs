@@ -74,6 +74,7 @@ impl Runtime {
                 .begin_transaction()
                 .context("cannot begin a transaction")?;
         }
+        let started = Instant::now();
         let marker_offsets = match self.produce_batch(&dirty) {
             Ok(offsets) => offsets,
             Err(err) if transactional => return self.abort_batch(&dirty, err),
@@ -106,8 +107,10 @@ impl Runtime {
         }
 
         // 3. State and checkpoint, atomically.
+        let produced = started.elapsed();
         let offsets = self.input_offsets(&dirty)?;
         self.write_state(&dirty, &marker_offsets.0, &marker_offsets.1)?;
+        tracing::trace!(app = %self.config.application_id, tasks = dirty.len(), ?produced, state = ?(started.elapsed() - produced), "commit");
         self.reader.changed.notify_waiters();
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
 
@@ -138,6 +141,7 @@ impl Runtime {
         dirty: &[i32],
     ) -> anyhow::Result<(Vec<(i32, String)>, HashMap<usize, i64>)> {
         // 1. Outputs and changelog records, all acknowledged.
+        let started = Instant::now();
         for partition in dirty {
             let task = &self.tasks[partition];
             let batch = format!("{}:{}", task.epoch, task.checkpoint.seq + 1);
@@ -181,6 +185,7 @@ impl Runtime {
             }
         }
         self.flush_acknowledged()?;
+        tracing::trace!(app = %self.config.application_id, acknowledged = ?started.elapsed(), "outputs and changelog");
 
         // 2. Markers, to every store's changelog; their offsets become the new positions.
         self.producer

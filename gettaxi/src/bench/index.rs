@@ -14,7 +14,7 @@ use clap::Args;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::geo::Point;
+use super::{percentile_us as percentile, random_point};
 use crate::index::{self, Candidate, MemoryIndex};
 
 #[derive(Debug, Clone, Args)]
@@ -35,29 +35,6 @@ pub struct IndexBench {
     pub radius_m: f64,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-}
-
-/// Manhattan, roughly: the bench's fleet stays in this box.
-const SOUTH_WEST: Point = Point {
-    lat: 40.70,
-    lon: -74.02,
-};
-const NORTH_EAST: Point = Point {
-    lat: 40.88,
-    lon: -73.91,
-};
-
-fn random_point(rng: &mut StdRng) -> Point {
-    Point {
-        lat: rng.random_range(SOUTH_WEST.lat..NORTH_EAST.lat),
-        lon: rng.random_range(SOUTH_WEST.lon..NORTH_EAST.lon),
-    }
-}
-
-/// Percentiles of sorted durations, in microseconds.
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e6
 }
 
 pub fn index(bench: &IndexBench) -> anyhow::Result<()> {
