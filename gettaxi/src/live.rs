@@ -7,13 +7,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shared::Kafka;
-use shared::live::{Knob, LiveCaseStudy, Panel, QueryParam, QuerySpec};
+use shared::live::{
+    Knob, LiveCaseStudy, Map, MapArea, MapDot, MapLine, Panel, QueryParam, QuerySpec,
+};
 use shared::service::Process;
 use shared::service::cli::Dirs;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{GetTaxi, Options};
 use crate::demo::{describe, dollars};
+use crate::events::TaxiStatus;
+use crate::geo::{self, Point};
 use crate::ride_service::RideView;
 use crate::simulator::{self, Hotspot, SimulatorOptions, SimulatorStats};
 use crate::surge_pricing::RegionSurge;
@@ -107,6 +111,7 @@ impl LiveCaseStudy for GetTaxi {
             })
             .collect();
         let stats = STATS.lock().expect("simulator stats").clone();
+        let map = city_map(&surge, stats.as_deref().map(SimulatorStats::fleet));
         let (requested, completed) = stats
             .map(|s| (s.recent_rides(), s.completed_rides()))
             .unwrap_or_default();
@@ -155,15 +160,150 @@ impl LiveCaseStudy for GetTaxi {
         }
         vec![
             Panel {
+                title: "Manhattan: surge per region, taxis, rides".into(),
+                map: Some(map),
+                ..Panel::default()
+            },
+            Panel {
                 title: "Surge: the highest regions".into(),
                 columns: vec!["region", "multiplier", "demand", "supply", "rain"],
                 rows: regions,
+                map: None,
             },
             Panel {
                 title: "Rides: the latest requested, the latest dropped off".into(),
                 columns: vec!["ride", "status", "taxi", "eta", "quote", "fare"],
                 rows: rides,
+                map: None,
             },
         ]
+    }
+}
+
+fn lat_lon(p: Point) -> [f64; 2] {
+    [p.lat, p.lon]
+}
+
+/// The map of the GetTaxi page: every region surge pricing knows, shaded by its multiplier
+/// (from `GET /v1/surge`), the taxis where their driver apps last reported them, coloured by
+/// status, and a line from each busy taxi to where its ride takes it (the pickup, or the
+/// drop-off).
+pub fn city_map(
+    surge: &[RegionSurge],
+    fleet: Option<Vec<(String, crate::simulator::SeenTaxi)>>,
+) -> Map {
+    let model = crate::surge_pricing::Model::default();
+    let areas = surge
+        .iter()
+        .filter_map(|s| {
+            let cell = geo::parse_region(&s.region).ok()?;
+            Some(MapArea {
+                boundary: geo::boundary(cell).into_iter().map(lat_lon).collect(),
+                level: ((s.multiplier - model.min) / (model.max - model.min)).clamp(0.0, 1.0),
+                label: format!(
+                    "{} ×{:.1}: demand {:.0}, supply {}",
+                    describe(&s.region),
+                    s.multiplier,
+                    s.demand,
+                    s.supply
+                ),
+            })
+        })
+        .collect();
+    let (mut dots, mut lines) = (Vec::new(), Vec::new());
+    for (id, taxi) in fleet.unwrap_or_default() {
+        let kind = match taxi.status {
+            TaxiStatus::Available => "available",
+            TaxiStatus::EnRoute => "en_route",
+            TaxiStatus::OnRide => "on_ride",
+            TaxiStatus::OffDuty => "off_duty",
+        };
+        if let Some(towards) = taxi.towards {
+            lines.push(MapLine {
+                from: lat_lon(taxi.at),
+                to: lat_lon(towards),
+                kind,
+            });
+        }
+        dots.push(MapDot {
+            at: lat_lon(taxi.at),
+            kind,
+            label: format!("{id}: {}", kind.replace('_', " ")),
+        });
+    }
+    Map {
+        areas,
+        lines,
+        dots,
+        legend: [format!("×{:.1}", model.min), format!("×{:.1}", model.max)],
+        kinds: vec![
+            ("available", "available taxi"),
+            ("en_route", "taxi driving to a pickup"),
+            ("on_ride", "taxi with a rider, to the drop-off"),
+            ("off_duty", "driver on a break"),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulator::SeenTaxi;
+
+    #[test]
+    fn the_map_shades_regions_by_surge_and_draws_busy_taxis_towards_their_ride() {
+        let midtown = Point {
+            lat: 40.7549,
+            lon: -73.9840,
+        };
+        let region = geo::region(midtown).to_string();
+        let surge = RegionSurge {
+            region: region.clone(),
+            smoothed: 2.0,
+            multiplier: 2.0,
+            riders: 10,
+            requests: 2,
+            supply: 3,
+            demand: 14.0,
+            rain_mm_h: 0.0,
+            window_end: chrono::DateTime::from_timestamp_millis(0).unwrap_or_default(),
+        };
+        let pickup = Point {
+            lat: 40.76,
+            lon: -73.98,
+        };
+        let fleet = vec![
+            (
+                "taxi-0001".to_owned(),
+                SeenTaxi {
+                    at: midtown,
+                    status: TaxiStatus::EnRoute,
+                    towards: Some(pickup),
+                },
+            ),
+            (
+                "taxi-0002".to_owned(),
+                SeenTaxi {
+                    at: midtown,
+                    status: TaxiStatus::Available,
+                    towards: None,
+                },
+            ),
+        ];
+        let map = city_map(std::slice::from_ref(&surge), Some(fleet));
+        assert_eq!(map.areas.len(), 1);
+        assert_eq!(map.areas[0].level, 0.5, "×2.0 is halfway from ×1.0 to ×3.0");
+        assert_eq!(map.areas[0].boundary.len(), 6);
+        assert_eq!(map.dots.len(), 2);
+        assert_eq!(map.lines.len(), 1);
+        assert_eq!(map.lines[0].to, [pickup.lat, pickup.lon]);
+        assert_eq!(map.lines[0].kind, "en_route");
+        let json = serde_json::to_value(&map).unwrap();
+        assert_eq!(json["kinds"][0][0], "available");
+        let unknown = RegionSurge {
+            region: "not-a-cell".into(),
+            ..surge
+        };
+        assert!(city_map(&[unknown], None).areas.is_empty());
     }
 }

@@ -37,7 +37,7 @@
 //! rebalancing) is retried quietly. Given the seed, every choice is the same from run to run
 //! (what the services answer, and so which taxi gets which ride, is not).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -598,6 +598,16 @@ pub struct SimulatorStats {
     recent: Mutex<VecDeque<String>>,
     dropped_off: Mutex<VecDeque<String>>,
     scene: Mutex<Scene>,
+    fleet: Mutex<BTreeMap<String, SeenTaxi>>,
+}
+
+/// A taxi as its driver app last reported it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeenTaxi {
+    pub at: Point,
+    pub status: TaxiStatus,
+    /// Where it drives for its ride: the pickup (en route) or the drop-off (on ride).
+    pub towards: Option<Point>,
 }
 
 /// How many ride ids [`SimulatorStats::recent_rides`] and [`SimulatorStats::completed_rides`]
@@ -627,6 +637,15 @@ impl SimulatorStats {
 
     pub fn scene(&self) -> Scene {
         self.scene.lock().expect("scene").clone()
+    }
+
+    /// Every taxi as its driver app last reported it, by id.
+    pub fn fleet(&self) -> Vec<(String, SeenTaxi)> {
+        let fleet = self.fleet.lock().expect("fleet");
+        fleet
+            .iter()
+            .map(|(id, t)| (id.clone(), t.clone()))
+            .collect()
     }
 
     fn count(counter: &AtomicU64) {
@@ -965,6 +984,18 @@ impl Taxi {
             .post_position(format!("/v1/taxis/{}/position", self.id), &body)
             .await;
         self.reported = true;
+        let towards = match &self.driving {
+            Driving::EnRoute { pickup, .. } => Some(*pickup),
+            Driving::OnRide { dropoff, .. } => Some(*dropoff),
+            _ => None,
+        };
+        let seen = SeenTaxi {
+            at: self.at,
+            status,
+            towards,
+        };
+        let mut fleet = world.stats.fleet.lock().expect("fleet");
+        fleet.insert(self.id.clone(), seen);
     }
 }
 

@@ -125,6 +125,7 @@ impl LiveCaseStudy for MovieFlix {
             title: "Viewers: where they are, what comes next".into(),
             columns: vec!["viewer", "watching", "at", "recommended next", "why"],
             rows,
+            map: None,
         }]
     }
 }

@@ -136,6 +136,7 @@ impl LiveCaseStudy for MyBank {
                 "received",
             ],
             rows,
+            map: None,
         }]
     }
 }

@@ -90,12 +90,56 @@ impl QuerySpec {
     }
 }
 
-/// A small table of the case study's own view ("Viewers", "Latest alerts").
+/// A small table of the case study's own view ("Viewers", "Latest alerts"), or a map above it.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Panel {
     pub title: String,
     pub columns: Vec<&'static str>,
     pub rows: Vec<Vec<String>>,
+    /// Drawn as SVG above the table (which may be empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map: Option<Map>,
+}
+
+/// A map of the case study's world, in WGS84 degrees (`[lat, lon]`): areas shaded by a level,
+/// dots and lines. The page fits the drawing to what it contains (an equirectangular
+/// projection, scaled by the cosine of the middle latitude: right for a city).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Map {
+    /// Shaded from the legend's first colour (level 0) to its last (level 1).
+    pub areas: Vec<MapArea>,
+    pub lines: Vec<MapLine>,
+    pub dots: Vec<MapDot>,
+    /// What levels 0 and 1 mean ("×1.0", "×3.0").
+    pub legend: [String; 2],
+    /// The dot and line kinds shown, with what they mean (`("on_ride", "taxi with a rider")`),
+    /// for the key under the map.
+    pub kinds: Vec<(&'static str, &'static str)>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct MapArea {
+    pub boundary: Vec<[f64; 2]>,
+    /// In [0, 1].
+    pub level: f64,
+    /// Shown when the area is pointed at.
+    pub label: String,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct MapDot {
+    pub at: [f64; 2],
+    /// One of [`Map::kinds`]: the page colours by it.
+    pub kind: &'static str,
+    pub label: String,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct MapLine {
+    pub from: [f64; 2],
+    pub to: [f64; 2],
+    /// One of [`Map::kinds`].
+    pub kind: &'static str,
 }
 
 /// A case study as `casestudies up` runs it: every service in one process, a second instance of

@@ -777,11 +777,18 @@ function makeViewRenderer(container) {
       let sec = sections[i];
       if (!sec) {
         const title = h('h3'), thead = h('thead'), tbody = h('tbody');
-        sec = { title, thead, tbody, cols: null, el: h('div', { class: 'view-entry' }, title, h('div', { class: 'table-wrap' }, h('table', { class: 'view-table' }, thead, tbody))) };
+        const map = s('svg', { class: 'view-map', role: 'img', preserveAspectRatio: 'xMidYMid meet' });
+        const key = h('p', { class: 'map-key muted' });
+        const mapWrap = h('div', { class: 'map-wrap' }, map, key);
+        const table = h('div', { class: 'table-wrap' }, h('table', { class: 'view-table' }, thead, tbody));
+        sec = { title, thead, tbody, map, key, mapWrap, table, cols: null, el: h('div', { class: 'view-entry' }, title, mapWrap, table) };
         sections.push(sec);
         container.append(sec.el);
       }
       setText(sec.title, v.title ?? '');
+      sec.mapWrap.hidden = !(v.map && typeof v.map === 'object');
+      if (!sec.mapWrap.hidden) drawMap(sec.map, sec.key, v.map, v.title ?? '');
+      sec.table.hidden = !(Array.isArray(v.columns) && v.columns.length);
       const cols = Array.isArray(v.columns) ? v.columns.map(cellText) : [];
       if (sec.cols !== JSON.stringify(cols)) {
         sec.cols = JSON.stringify(cols);
@@ -801,6 +808,64 @@ function makeViewRenderer(container) {
       });
     });
   };
+}
+
+// Colours of a map's dot and line kinds, in the order the map lists them.
+const KIND_COLOURS = ['#2e7d32', '#ef6c00', '#1565c0', '#9e9e9e', '#6a1b9a', '#c62828'];
+
+// Draws a view's map (shared::live::Map: [lat, lon] degrees) into `svg`, fitted to what it
+// contains; `key` gets the legend. Redrawn whole at every snapshot (a few hundred shapes).
+function drawMap(svg, key, map, title) {
+  const arr = (v) => (Array.isArray(v) ? v : []);
+  const isPoint = (p) => Array.isArray(p) && isNum(p[0]) && isNum(p[1]);
+  const areas = arr(map.areas).filter((a) => a && arr(a.boundary).filter(isPoint).length >= 3);
+  const lines = arr(map.lines).filter((l) => l && isPoint(l.from) && isPoint(l.to));
+  const dots = arr(map.dots).filter((d) => d && isPoint(d.at));
+  const points = [...areas.flatMap((a) => arr(a.boundary).filter(isPoint)), ...lines.flatMap((l) => [l.from, l.to]), ...dots.map((d) => d.at)];
+  const kinds = arr(map.kinds).filter((k) => Array.isArray(k) && k.length >= 2);
+  const colour = (kind) => {
+    const i = kinds.findIndex((k) => k[0] === kind);
+    return KIND_COLOURS[(i < 0 ? kinds.length : i) % KIND_COLOURS.length];
+  };
+  setAttr(svg, 'aria-label', `map: ${title}`);
+  if (!points.length) {
+    svg.replaceChildren();
+    setAttr(svg, 'viewBox', '0 0 100 10');
+    setText(key, 'Nothing on the map yet.');
+    return;
+  }
+  const lats = points.map((p) => p[0]), lons = points.map((p) => p[1]);
+  const [minLat, maxLat, minLon, maxLon] = [Math.min(...lats), Math.max(...lats), Math.min(...lons), Math.max(...lons)];
+  const k = Math.cos(((minLat + maxLat) / 2) * Math.PI / 180);
+  const scale = 1000 / Math.max((maxLon - minLon) * k, maxLat - minLat, 1e-6);
+  const pad = 10;
+  const x = (p) => (pad + (p[1] - minLon) * k * scale).toFixed(1);
+  const y = (p) => (pad + (maxLat - p[0]) * scale).toFixed(1);
+  const width = (maxLon - minLon) * k * scale + 2 * pad, height = (maxLat - minLat) * scale + 2 * pad;
+  setAttr(svg, 'viewBox', `0 0 ${width.toFixed(0)} ${height.toFixed(0)}`);
+  const r = Math.max(width, height) / 220;
+  svg.replaceChildren(
+    s('g', { class: 'map-areas' }, areas.map((a) => {
+      const level = isNum(a.level) ? Math.min(1, Math.max(0, a.level)) : 0;
+      return s('polygon', {
+        points: arr(a.boundary).filter(isPoint).map((p) => `${x(p)},${y(p)}`).join(' '),
+        fill: `hsl(${(120 - 120 * level).toFixed(0)}, 70%, 45%)`,
+        'fill-opacity': (0.15 + 0.45 * level).toFixed(2),
+        class: 'map-area',
+      }, s('title', { text: cellText(a.label) }));
+    })),
+    s('g', { class: 'map-lines' }, lines.map((l) => s('line', {
+      x1: x(l.from), y1: y(l.from), x2: x(l.to), y2: y(l.to), stroke: colour(l.kind), 'stroke-width': (r / 2).toFixed(2), class: 'map-line',
+    }))),
+    s('g', { class: 'map-dots' }, dots.map((d) => s('circle', {
+      cx: x(d.at), cy: y(d.at), r: r.toFixed(2), fill: colour(d.kind), class: 'map-dot',
+    }, s('title', { text: cellText(d.label) })))),
+  );
+  const legend = arr(map.legend).map(cellText);
+  key.replaceChildren(
+    legend.length === 2 ? h('span', { class: 'map-scale' }, h('span', { text: legend[0] }), h('span', { class: 'map-gradient' }), h('span', { text: legend[1] })) : '',
+    kinds.map((kd) => h('span', { class: 'map-kind' }, h('span', { class: 'map-swatch', style: `background:${colour(kd[0])}` }), cellText(kd[1]))),
+  );
 }
 
 /* ================================ router ================================= */

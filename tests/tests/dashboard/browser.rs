@@ -296,5 +296,51 @@ async fn scenario(client: &Client, up: &crate::Up) -> anyhow::Result<()> {
         body == direct,
         "the page shows {body}, the API answers {direct}"
     );
+
+    // GetTaxi's page: the map draws surge regions as hexagons and the taxis as dots, moving.
+    client.goto(&format!("{}/#/gettaxi", up.url)).await?;
+    let count = |selector: &'static str| async move {
+        client
+            .execute(
+                "return document.querySelectorAll(arguments[0]).length;",
+                vec![json!(selector)],
+            )
+            .await
+            .ok()?
+            .as_u64()
+    };
+    let dots = "svg.view-map circle.map-dot";
+    eventually(
+        Duration::from_secs(60),
+        "hexagons and taxis on the map",
+        || async {
+            let hexagons = count("svg.view-map polygon.map-area").await?;
+            let taxis = count(dots).await?;
+            (hexagons > 0 && taxis > 0).then_some(())
+        },
+    )
+    .await;
+    let position = "return Array.from(document.querySelectorAll('svg.view-map circle.map-dot')) \
+        .map((d) => d.getAttribute('cx') + ',' + d.getAttribute('cy')).join(' ');";
+    let where_first = client.execute(position, vec![]).await?;
+    eventually(
+        Duration::from_secs(60),
+        "a taxi moves on the map",
+        || async {
+            let now = client.execute(position, vec![]).await.ok()?;
+            (now != where_first && now.as_str().is_some_and(|s| !s.is_empty())).then_some(())
+        },
+    )
+    .await;
+    client
+        .execute(
+            "document.querySelector('svg.view-map').scrollIntoView();",
+            vec![],
+        )
+        .await?;
+    let screenshot = client.screenshot().await?;
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-gettaxi.png");
+    std::fs::write(&path, screenshot)?;
+    println!("screenshot of GetTaxi's page: {}", path.display());
     Ok(())
 }
