@@ -31,6 +31,8 @@ pub struct Resources {
     pub analytics_dir: PathBuf,
     pub sink_max_rows: usize,
     pub sink_max_age: Duration,
+    /// How long a quote's surge multiplier is honoured.
+    pub quote_valid: Duration,
 }
 
 /// GetTaxi's options of every serving subcommand.
@@ -48,6 +50,10 @@ pub struct Options {
     /// …or at this age.
     #[arg(long, env = "SINK_MAX_AGE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub sink_max_age: Duration,
+    /// A quote's surge multiplier is honoured for rides that start within this of the request;
+    /// a later start is charged at the multiplier in force then.
+    #[arg(long, env = "QUOTE_VALID_FOR", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub quote_valid_for: Duration,
 }
 
 impl Default for Options {
@@ -57,6 +63,7 @@ impl Default for Options {
             analytics_dir: None,
             sink_max_rows: 50_000,
             sink_max_age: Duration::from_secs(10),
+            quote_valid_for: crate::fare::QUOTE_VALID,
         }
     }
 }
@@ -102,6 +109,7 @@ impl CaseStudyCli for GetTaxi {
                 .unwrap_or_else(|| dirs.data.join("analytics")),
             sink_max_rows: options.sink_max_rows,
             sink_max_age: options.sink_max_age,
+            quote_valid: options.quote_valid_for,
         })
     }
 

@@ -255,6 +255,9 @@ pub struct RideFare {
     pub minutes: f64,
     /// The price in cents: `round((base + per km·km + per minute·minutes) × multiplier)`.
     pub amount_cents: i64,
+    /// A quote's multiplier is honoured for rides that start before this (quotes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<DateTime<Utc>>,
 }
 
 /// Which price it is.

@@ -29,6 +29,9 @@ pub const PER_MINUTE_CENTS: f64 = 50.0;
 pub const ROAD_FACTOR: f64 = 1.3;
 /// Average speed in town (estimates: quotes, ETAs).
 pub const CITY_SPEED_KMH: f64 = 25.0;
+/// How long a quote's surge multiplier is honoured: a ride that starts (its first `on_ride`
+/// position) later is charged at the multiplier in force when it starts.
+pub const QUOTE_VALID: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The price in cents.
 pub fn amount_cents(km: f64, minutes: f64, multiplier: f64) -> i64 {

@@ -66,6 +66,9 @@ pub struct Price {
     pub multiplier: f64,
     pub amount_cents: i64,
     pub at: DateTime<Utc>,
+    /// A quote's multiplier is honoured for rides that start before this (quotes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<DateTime<Utc>>,
 }
 
 impl From<&RideFare> for Price {
@@ -77,6 +80,7 @@ impl From<&RideFare> for Price {
             multiplier: fare.multiplier,
             amount_cents: fare.amount_cents,
             at: fare.at,
+            valid_until: fare.valid_until,
         }
     }
 }

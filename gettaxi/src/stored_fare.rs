@@ -1,8 +1,9 @@
 //! A finished ride's fare, recomputed from the analytics store alone (`gettaxi fare --ride
 //! <id>`): the ride's `on_ride` positions from the `taxi_position` table in the order they were
 //! on the topic (`kafka_partition`, `kafka_offset`), added up with [`fare::trace`], priced with
-//! the multiplier of the ride's quote from the `ride_fares` table — and compared with the final
-//! fare the taxi cost service published live.
+//! the multiplier the ride was charged from the `ride_fares` table (its quote's, or the one in
+//! force at the start when the quote had expired) — and compared with the final fare the taxi
+//! cost service published live.
 
 use std::path::Path;
 
@@ -108,9 +109,17 @@ pub fn recompute(root: &Path, ride: &str) -> anyhow::Result<Option<StoredFare>> 
         return Ok(None);
     };
     let fares = rows_of(&table_dir(root, &RIDE_FARES), ride)?;
+    // The multiplier applied: the quote's, or the one in force when the ride started if the
+    // quote had expired — every running and final fare row carries it.
     let multiplier = fares
         .iter()
-        .find(|row| string(row, "stage").as_deref() == Some("quote"))
+        .rev()
+        .find(|row| matches!(string(row, "stage").as_deref(), Some("final" | "running")))
+        .or_else(|| {
+            fares
+                .iter()
+                .find(|row| string(row, "stage").as_deref() == Some("quote"))
+        })
         .and_then(|row| float(row, "multiplier"))
         .unwrap_or(1.0);
     let live_final_cents = fares

@@ -13,7 +13,10 @@
 //! to the ride's task through the repartition topic `…-by-ride-repartition`; the first report of
 //! the taxi without that ride ends the trip (the drop-off): the final fare. The ride's task adds
 //! the positions up with [`fare::Trace`] — the same arithmetic `gettaxi fare` applies to the
-//! analytics store. The quote locks the surge multiplier; a position of the ride that arrives
+//! analytics store. The quote locks the surge multiplier for [`fare::QUOTE_VALID`] (10 minutes,
+//! `--quote-valid-for`): a ride that starts later — its first position with a rider after the
+//! quote's `valid_until` — is charged at the multiplier in force in its pickup region when it
+//! starts, and its running and final fares say so. A position of the ride that arrives
 //! after the drop-off (a phone that was offline) corrects the final fare, so the last final fare
 //! is always the fare of every position of the ride.
 
@@ -39,8 +42,11 @@ pub const SURGE: &str = "surge";
 /// A ride's pricing state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FareState {
-    /// Locked by the quote; 1.0 until the quote is known.
+    /// Locked by the quote (or, the quote expired, at the start); 1.0 until the quote is known.
     pub multiplier: Option<f64>,
+    /// Until when the quote's multiplier is honoured (ms).
+    #[serde(default)]
+    pub valid_until_ms: Option<i64>,
     pub trace: Option<Trace>,
     /// The drop-off was seen.
     pub ended: bool,
@@ -102,6 +108,8 @@ pub fn config(kafka: &Kafka) -> (StreamsConfig, Topics) {
 
 pub struct Pricer {
     pub topics: Topics,
+    /// How long a quote's multiplier is honoured.
+    pub quote_valid_ms: i64,
 }
 
 fn at(ms: i64) -> DateTime<Utc> {
@@ -167,6 +175,9 @@ impl Pricer {
             }
         };
         state.multiplier = Some(multiplier);
+        let valid_until_ms = *state
+            .valid_until_ms
+            .get_or_insert(request.at.timestamp_millis() + self.quote_valid_ms);
         ctx.put(FARES, ride, &state)?;
         let (km, minutes, amount_cents) = fare::quote(request.pickup, request.dropoff, multiplier);
         let quote = RideFare {
@@ -178,6 +189,7 @@ impl Pricer {
             km,
             minutes,
             amount_cents,
+            valid_until: Some(at(valid_until_ms)),
         };
         ctx.emit(&self.topics.ride_fares, &request.ride_id, &quote)?;
         Ok(())
@@ -230,6 +242,12 @@ impl Pricer {
             TripMsg::Point { point, at_ms, .. } => match &mut state.trace {
                 None => {
                     state.trace = Some(Trace::start(point, at_ms));
+                    // The ride starts after its quote expired: the surge in force now.
+                    if state.valid_until_ms.is_some_and(|until| at_ms > until) {
+                        let region = geo::region(point).to_string();
+                        let surge: Option<SurgePrice> = ctx.global_get(SURGE, region.as_bytes())?;
+                        state.multiplier = Some(surge.map_or(1.0, |s| s.multiplier));
+                    }
                     (true, at_ms)
                 }
                 Some(trace) => (trace.add(point, at_ms), at_ms),
@@ -260,6 +278,7 @@ impl Pricer {
             km: trace.km(),
             minutes: trace.minutes(),
             amount_cents: trace.amount_cents(multiplier),
+            valid_until: None,
         };
         ctx.emit(&self.topics.ride_fares, ride, &fare)?;
         Ok(())
@@ -283,12 +302,16 @@ impl shared::service::Service<crate::app::Resources> for Service {
     async fn start(
         &self,
         ctx: &shared::service::Context,
-        _: &crate::app::Resources,
+        resources: &crate::app::Resources,
     ) -> anyhow::Result<shared::service::Running> {
         let (config, topics) = config(&ctx.kafka);
         let config = ctx.state(config);
+        let pricer = Pricer {
+            topics,
+            quote_valid_ms: i64::try_from(resources.quote_valid.as_millis()).unwrap_or(i64::MAX),
+        };
         let streams: StreamsHandle =
-            streams::start(&ctx.kafka, config, Pricer { topics }, ctx.shutdown.clone()).await?;
+            streams::start(&ctx.kafka, config, pricer, ctx.shutdown.clone()).await?;
         let streams = std::sync::Arc::new(streams);
         Ok(shared::service::Running::new().streams(streams))
     }

@@ -186,3 +186,131 @@ async fn every_ride_of_a_simulated_run_is_recomputed_to_the_cent() {
     }
     app.stop().await.unwrap();
 }
+
+/// Publishes `multiplier` as the surge in force in `at`'s region (as surge pricing would).
+async fn set_surge(kafka: &TestKafka, at: Point, multiplier: f64) {
+    let region = gettaxi::geo::region(at).to_string();
+    let price = gettaxi::events::SurgePrice {
+        region: region.clone(),
+        multiplier,
+        demand: 0.0,
+        supply: 0,
+        rain_mm_h: 0.0,
+        window_start: Utc::now() - TimeDelta::minutes(5),
+        at: Utc::now(),
+    };
+    let producer = shared::EventProducer::new(kafka.kafka()).unwrap();
+    let topic = kafka.kafka().topic(&gettaxi::topics::SURGE_PRICING);
+    producer.publish(&topic, &region, &price).await.unwrap();
+}
+
+/// Asks for rides from `pickup` until one is quoted at `multiplier` (the taxi cost service's
+/// surge table has caught up); that ride and its quote.
+async fn quoted_at(
+    http: &reqwest::Client,
+    url: &str,
+    pickup: Point,
+    multiplier: f64,
+) -> (String, serde_json::Value) {
+    crate::eventually(
+        Duration::from_secs(60),
+        &format!("a quote at ×{multiplier}"),
+        || async {
+            let ride = request_ride(
+                http,
+                url,
+                "quote-rider",
+                pickup,
+                offset(pickup, 2000.0, 0.0),
+            )
+            .await;
+            let view = crate::eventually(Duration::from_secs(30), "the quote", || async {
+                let (_, view) = get(http, &format!("{url}/v1/rides/{ride}")).await;
+                (!view["quote"].is_null()).then_some(view)
+            })
+            .await;
+            (view["quote"]["multiplier"].as_f64() == Some(multiplier))
+                .then(|| (ride, view["quote"].clone()))
+        },
+    )
+    .await
+}
+
+/// Drives `ride` from `pickup` (three positions with the rider, then the drop-off); the final fare.
+async fn drive(
+    http: &reqwest::Client,
+    url: &str,
+    taxi_id: &str,
+    ride: &str,
+    pickup: Point,
+) -> serde_json::Value {
+    for k in 0..3 {
+        let p = offset(pickup, 400.0 * f64::from(k), 0.0);
+        taxi(http, url, taxi_id, p, "on_ride", Some(ride), Utc::now()).await;
+    }
+    let dropoff = offset(pickup, 1200.0, 0.0);
+    taxi(http, url, taxi_id, dropoff, "available", None, Utc::now()).await;
+    crate::eventually(Duration::from_secs(60), "the final fare", || async {
+        let (_, view) = get(http, &format!("{url}/v1/rides/{ride}")).await;
+        (view["fare"]["stage"] == "final").then(|| view["fare"].clone())
+    })
+    .await
+}
+
+/// A quote's multiplier holds for rides that start within its stated time, even after the surge
+/// fell; a ride that starts after it pays the multiplier in force when it starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quote_is_honoured_for_its_stated_time_then_the_surge_in_force_applies() {
+    let kafka = TestKafka::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = ["taxi-position-service", "ride-service", "taxi-cost-service"]
+        .map(str::to_owned)
+        .to_vec();
+    let options = gettaxi::app::Options {
+        analytics_dir: Some(dir.path().join("analytics")),
+        quote_valid_for: Duration::from_secs(20),
+        ..gettaxi::app::Options::default()
+    };
+    let serve = shared::service::cli::ServeArgs::for_tests(dir.path());
+    let (app, _) = shared::service::cli::start::<gettaxi::app::GetTaxi>(
+        kafka.kafka(),
+        &names,
+        &serve,
+        &options,
+    )
+    .await
+    .unwrap();
+    let (url, http) = (app.url(), client());
+
+    set_surge(&kafka, MIDTOWN, 2.0).await;
+    let (honoured, quote) = quoted_at(&http, &url, MIDTOWN, 2.0).await;
+    let (expiring, _) = quoted_at(&http, &url, MIDTOWN, 2.0).await;
+    let valid_until: chrono::DateTime<Utc> =
+        serde_json::from_value(quote["valid_until"].clone()).unwrap();
+    let requested: chrono::DateTime<Utc> = serde_json::from_value(quote["at"].clone()).unwrap();
+    let stated = valid_until - requested;
+    assert!(
+        (stated - TimeDelta::seconds(20)).abs() < TimeDelta::milliseconds(1),
+        "{quote}"
+    );
+
+    // The surge falls back; the first ride starts within its quote's time: still ×2.0.
+    set_surge(&kafka, MIDTOWN, 1.0).await;
+    quoted_at(&http, &url, MIDTOWN, 1.0).await;
+    assert!(
+        Utc::now() < valid_until,
+        "the test ran too slowly to start within the quote"
+    );
+    let fare = drive(&http, &url, "quote-taxi-1", &honoured, MIDTOWN).await;
+    assert_eq!(fare["multiplier"], 2.0, "{fare}");
+
+    // The second starts after its quote expired: ×1.0, the surge in force at its start.
+    let (_, view) = get(&http, &format!("{url}/v1/rides/{expiring}")).await;
+    let until: chrono::DateTime<Utc> =
+        serde_json::from_value(view["quote"]["valid_until"].clone()).unwrap();
+    let wait = (until - Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(1);
+    tokio::time::sleep(wait).await;
+    let fare = drive(&http, &url, "quote-taxi-2", &expiring, MIDTOWN).await;
+    assert_eq!(fare["multiplier"], 1.0, "{fare}");
+    app.stop().await.unwrap();
+}
