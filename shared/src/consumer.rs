@@ -197,16 +197,21 @@ pub struct LoggingContext {
 impl ClientContext for LoggingContext {}
 
 impl ConsumerContext for LoggingContext {
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let assigned = consumer.assignment().map_or(0, |tpl| tpl.count() as u64);
-        self.stats
-            .assigned_partitions
-            .store(assigned, Ordering::Relaxed);
+    /// Counts from the events (added on assign, subtracted on revoke), not with
+    /// `consumer.assignment()`: that call waits for the consumer's main thread, which never
+    /// answers while the consumer is being dropped, and the drop serves the final revoke here.
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let assigned = &self.stats.assigned_partitions;
         match rebalance {
             Rebalance::Assign(tpl) => {
+                assigned.fetch_add(tpl.count() as u64, Ordering::Relaxed);
                 tracing::info!(group = %self.group_id, partitions = tpl.count(), "partitions assigned")
             }
             Rebalance::Revoke(tpl) => {
+                let revoked = tpl.count() as u64;
+                let _ = assigned.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(revoked))
+                });
                 tracing::info!(group = %self.group_id, partitions = tpl.count(), "partitions revoked")
             }
             Rebalance::Error(err) => {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use rdkafka::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -72,24 +72,29 @@ pub(super) struct GroupContext {
 impl ClientContext for GroupContext {}
 
 impl ConsumerContext for GroupContext {
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let partitions: BTreeSet<i32> = consumer
-            .assignment()
-            .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
-            .unwrap_or_default();
+    /// The assignment is tracked from the events themselves (assigned partitions added, revoked
+    /// ones removed: right for eager and cooperative protocols alike), not read back with
+    /// `consumer.assignment()`: that call waits for the consumer's main thread, which never
+    /// answers while the consumer is being dropped — and dropping it serves the final revoke
+    /// through this very callback (a stream thread hung on shutdown that way).
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut assigned = self.assigned.lock().expect("assigned lock");
         match rebalance {
-            Rebalance::Revoke(tpl) => self
-                .revoked
-                .lock()
-                .expect("revoked lock")
-                .extend(tpl.elements().iter().map(|e| e.partition())),
+            Rebalance::Assign(tpl) => {
+                assigned.extend(tpl.elements().iter().map(|e| e.partition()));
+            }
+            Rebalance::Revoke(tpl) => {
+                let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                for partition in &revoked {
+                    assigned.remove(partition);
+                }
+                self.revoked.lock().expect("revoked lock").extend(revoked);
+            }
             Rebalance::Error(err) => {
                 tracing::warn!(app = %self.application_id, %err, "rebalance error")
             }
-            Rebalance::Assign(_) => {}
         }
-        tracing::info!(app = %self.application_id, ?partitions, "assignment changed");
-        *self.assigned.lock().expect("assigned lock") = partitions;
+        tracing::info!(app = %self.application_id, partitions = ?*assigned, "assignment changed");
     }
 }
 
