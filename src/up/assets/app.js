@@ -864,7 +864,7 @@ function drawMap(svg, key, map, title) {
   const legend = arr(map.legend).map(cellText);
   key.replaceChildren(
     legend.length === 2 ? h('span', { class: 'map-scale' }, h('span', { text: legend[0] }), h('span', { class: 'map-gradient' }), h('span', { text: legend[1] })) : '',
-    kinds.map((kd) => h('span', { class: 'map-kind' }, h('span', { class: 'map-swatch', style: `background:${colour(kd[0])}` }), cellText(kd[1]))),
+    ...kinds.map((kd) => h('span', { class: 'map-kind' }, h('span', { class: 'map-swatch', style: `background:${colour(kd[0])}` }), cellText(kd[1]))),
   );
 }
 

@@ -320,6 +320,11 @@ async fn scenario(client: &Client, up: &crate::Up) -> anyhow::Result<()> {
         },
     )
     .await;
+    let key = text(client, ".map-key").await.unwrap_or_default();
+    anyhow::ensure!(
+        key.contains("×3.0") && key.contains("taxi with a rider"),
+        "the map's key: {key}"
+    );
     let position = "return Array.from(document.querySelectorAll('svg.view-map circle.map-dot')) \
         .map((d) => d.getAttribute('cx') + ',' + d.getAttribute('cy')).join(' ');";
     let where_first = client.execute(position, vec![]).await?;
