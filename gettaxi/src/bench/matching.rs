@@ -263,16 +263,9 @@ pub async fn matching(kafka: &KafkaArgs, bench: &MatchingBench) -> anyhow::Resul
     reader.await??;
     stop.cancel();
     reporting.await?;
-    let lookups = super::bucket_quantile(
-        &shared::metrics::encode(),
-        "gettaxi_nearest_lookup_seconds",
-        0.99,
-    );
-    let lookups_p50 = super::bucket_quantile(
-        &shared::metrics::encode(),
-        "gettaxi_nearest_lookup_seconds",
-        0.5,
-    );
+    let metrics = shared::metrics::encode();
+    let lookups = super::bucket_quantile(&metrics, "gettaxi_nearest_lookup_seconds", 0.99);
+    let lookups_p50 = super::bucket_quantile(&metrics, "gettaxi_nearest_lookup_seconds", 0.5);
     let streams = super::streams_line(crate::driver_matching::APPLICATION_ID);
     process.stop().await?;
 

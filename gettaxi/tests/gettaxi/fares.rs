@@ -263,23 +263,12 @@ async fn drive(
 async fn a_quote_is_honoured_for_its_stated_time_then_the_surge_in_force_applies() {
     let kafka = TestKafka::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let names: Vec<String> = ["taxi-position-service", "ride-service", "taxi-cost-service"]
-        .map(str::to_owned)
-        .to_vec();
     let options = gettaxi::app::Options {
-        analytics_dir: Some(dir.path().join("analytics")),
         quote_valid_for: Duration::from_secs(20),
         ..gettaxi::app::Options::default()
     };
-    let serve = shared::service::cli::ServeArgs::for_tests(dir.path());
-    let (app, _) = shared::service::cli::start::<gettaxi::app::GetTaxi>(
-        kafka.kafka(),
-        &names,
-        &serve,
-        &options,
-    )
-    .await
-    .unwrap();
+    let services = ["taxi-position-service", "ride-service", "taxi-cost-service"];
+    let app = crate::spawn_with(&kafka, &services, dir.path(), options).await;
     let (url, http) = (app.url(), client());
 
     set_surge(&kafka, MIDTOWN, 2.0).await;

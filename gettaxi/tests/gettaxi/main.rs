@@ -25,6 +25,16 @@ pub use shared::testkit::http::{client, get, post};
 /// Starts the services named (every one when `services` is empty) on `kafka`, on a free port:
 /// through the same entry point as the binary.
 pub async fn spawn(kafka: &TestKafka, services: &[&str], dir: &Path) -> Process {
+    spawn_with(kafka, services, dir, Options::default()).await
+}
+
+/// [`spawn`] with GetTaxi's `options` (the analytics store under `dir`, flushed often).
+pub async fn spawn_with(
+    kafka: &TestKafka,
+    services: &[&str],
+    dir: &Path,
+    options: Options,
+) -> Process {
     let names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
     let serve = ServeArgs {
         state_dir: Some(dir.join("state")),
@@ -34,7 +44,7 @@ pub async fn spawn(kafka: &TestKafka, services: &[&str], dir: &Path) -> Process 
         analytics_dir: Some(dir.join("analytics")),
         sink_max_rows: 10_000,
         sink_max_age: Duration::from_millis(500),
-        ..Options::default()
+        ..options
     };
     shared::service::cli::start::<GetTaxi>(kafka.kafka(), &names, &serve, &options)
         .await
