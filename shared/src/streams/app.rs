@@ -544,6 +544,8 @@ impl Runtime {
         let mut inputs: Option<order::InputStates> = None;
         let mut wake_at: Option<Instant> = None;
         for (&partition, task) in tasks.iter_mut() {
+            // The last record processed in this round: the end-of-batch hook's coordinates.
+            let mut last: Option<RecordMeta> = None;
             loop {
                 let next = task
                     .buffers
@@ -574,8 +576,20 @@ impl Runtime {
                     &message,
                     shutdown,
                 ) {
+                    if let Some(meta) = last {
+                        super::task::end_batch(config, global.as_ref(), processor, task, meta);
+                    }
                     return Ok((true, None));
                 }
+                last = Some(RecordMeta {
+                    topic: message.topic().to_owned(),
+                    partition,
+                    offset: message.offset(),
+                    timestamp_ms: message.timestamp().to_millis(),
+                });
+            }
+            if let Some(meta) = last {
+                super::task::end_batch(config, global.as_ref(), processor, task, meta);
             }
             let idle = std::mem::take(&mut task.buffers.idle);
             if !idle.is_zero() {

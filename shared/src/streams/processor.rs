@@ -49,6 +49,15 @@ pub trait Processor: Send + 'static {
         None
     }
 
+    /// Called once per task after the records of a batch were processed, before the batch
+    /// commits, in the coordinates of the task's last record: where updates collected per key
+    /// are emitted once (a hot key's thousand updates in one batch become one output record —
+    /// state and changelog are already written once per key per batch). Emits and writes
+    /// commit with the batch; on `Err` they are undone and logged.
+    fn end_batch(&mut self, _ctx: &mut ProcessorContext<'_>) -> Result<(), HandlerError> {
+        Ok(())
+    }
+
     /// Called every `punctuate_every` (wall clock) for each open task.
     fn punctuate(&mut self, _ctx: &mut ProcessorContext<'_>) -> Result<(), HandlerError> {
         Ok(())

@@ -176,3 +176,27 @@ pub(super) fn process_record<P: Processor>(
     task.dirty = true;
     false
 }
+
+/// Calls [`Processor::end_batch`] for a task that processed records in this round, in the
+/// coordinates of its last record (its emits are numbered from [`END_BATCH_EMIT_BASE`], so
+/// their `event_id`s differ from the record's own and repeat on a re-delivery). A failure undoes
+/// the hook's writes and emits; the records themselves stay processed.
+pub(super) fn end_batch<P: Processor>(
+    config: &StreamsConfig,
+    global: Option<&super::global::GlobalTables>,
+    processor: &mut P,
+    task: &mut Task,
+    meta: RecordMeta,
+) {
+    let outputs_before = task.outputs.len();
+    let mut ctx = task.context(config, global, meta);
+    ctx.emitted = END_BATCH_EMIT_BASE;
+    if let Err(err) = processor.end_batch(&mut ctx) {
+        let partition = ctx.partition();
+        ctx.rollback(outputs_before);
+        tracing::warn!(app = %config.application_id, partition, error = ?err, "end of batch failed");
+    }
+}
+
+/// The first emit number of [`Processor::end_batch`] (a record's own emits count from 0).
+pub const END_BATCH_EMIT_BASE: u32 = 1 << 20;

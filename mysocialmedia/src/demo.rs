@@ -1,0 +1,11 @@
+//! (being written)
+
+use shared::KafkaArgs;
+use tokio_util::sync::CancellationToken;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DemoArgs {}
+
+pub async fn run(_: DemoArgs, _: &KafkaArgs, _: CancellationToken) -> anyhow::Result<()> {
+    anyhow::bail!("not yet")
+}
