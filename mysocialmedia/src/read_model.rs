@@ -68,10 +68,11 @@ pub async fn follow(
     progress: Arc<Progress>,
     mut apply: impl FnMut(&OwnedMessage) -> Result<(), String> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let group = format!("{}{application}", kafka.prefix());
+    // Named like a streams application: prefixed.
+    let application = format!("{}{application}", kafka.prefix());
     let consumer: StreamConsumer = kafka
         .consumer_config()
-        .set("group.id", &group)
+        .set("group.id", &application)
         .set("enable.auto.commit", "false")
         .create()?;
     let producer = EventProducer::new(kafka)?;
@@ -113,7 +114,7 @@ pub async fn follow(
             let message = match message {
                 Ok(message) => message.detach(),
                 Err(err) => {
-                    tracing::warn!(%err, application, "consumer error");
+                    tracing::warn!(%err, %application, "consumer error");
                     continue;
                 }
             };
@@ -123,10 +124,10 @@ pub async fn follow(
                 }
                 Err(reason) => {
                     let letter =
-                        Letter::new(&message, application, DeadLetterKind::Decode, &reason);
+                        Letter::new(&message, &application, DeadLetterKind::Decode, &reason);
                     // Retried until the broker takes it: a bad record is never lost silently.
                     while let Err(err) = dlq::send(&producer, &letter).await {
-                        tracing::warn!(%err, application, "dead letter not sent; retrying");
+                        tracing::warn!(%err, %application, "dead letter not sent; retrying");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                     progress.dead_lettered.fetch_add(1, Ordering::Relaxed);
@@ -139,7 +140,7 @@ pub async fn follow(
                 behind.remove(&message.partition());
                 if behind.is_empty() {
                     progress.caught_up.store(true, Ordering::Relaxed);
-                    tracing::info!(application, topic = message.topic(), "caught up");
+                    tracing::info!(%application, topic = message.topic(), "caught up");
                 }
             }
         }
