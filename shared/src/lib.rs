@@ -6,6 +6,7 @@
 //! | module        | what it owns                                                                 |
 //! |---------------|------------------------------------------------------------------------------|
 //! | [`analytics`] | the analytics sink: a topic → Parquet files by date/hour, exactly once     |
+//! | [`bench`]     | what every `bench` subcommand shares: fresh prefixes, readers, percentiles  |
 //! | [`config`]    | the clap `KafkaArgs` every binary flattens; `KAFKA_<PROPERTY>` pass-through   |
 //! | [`kafka`]     | [`Kafka`]: the resolved connection (embedded or external), topic naming       |
 //! | [`embedded`]  | librdkafka's mock cluster, started in-process when no broker is configured    |
@@ -29,6 +30,7 @@
 //! The delivery guarantee is at-least-once everywhere; see `docs/ARCHITECTURE.md`.
 
 pub mod analytics;
+pub mod bench;
 pub mod cluster;
 pub mod config;
 pub mod consumer;

@@ -18,24 +18,7 @@ pub use dashboard::{DashboardBench, dashboard};
 pub use latency::{LatencyBench, latency};
 pub use streams::{StreamsBench, streams};
 
-/// `kafka` with a topic prefix of its own, so a run never meets an earlier run's topics.
-fn fresh_prefix(kafka: &shared::Kafka) -> shared::Kafka {
-    kafka.with_prefix(&format!(
-        "{}bench{:06x}.",
-        kafka.prefix(),
-        rand::random::<u32>() & 0xff_ffff
-    ))
-}
-
-/// "embedded mock cluster (<address>)" or "external (<address>)", for the first line of a run.
-fn broker(kafka: &shared::Kafka) -> String {
-    let kind = if kafka.is_embedded() {
-        "embedded mock cluster"
-    } else {
-        "external"
-    };
-    format!("{kind} ({})", kafka.bootstrap_servers())
-}
+use shared::bench::{broker, fresh_prefix};
 
 /// "(<thread>: x.xx µs CPU/record)", or nothing where per-thread CPU time is not readable.
 pub fn cpu_per_record(thread: &str, cpu: Option<Duration>, records: u64) -> String {

@@ -167,7 +167,12 @@ pub async fn matching(kafka: &KafkaArgs, bench: &MatchingBench) -> anyhow::Resul
     let double = Arc::new(AtomicU64::new(0));
     let reading = Arc::new(AtomicBool::new(true));
     let reader = {
-        let consumer = super::tail(&kafka, &kafka.topic(&RIDES), RIDES.partitions)?;
+        let consumer = shared::bench::reader(
+            &kafka,
+            &kafka.topic(&RIDES),
+            RIDES.partitions,
+            rdkafka::Offset::End,
+        )?;
         let (book, fleet, double, reading) = (
             Arc::clone(&book),
             Arc::clone(&fleet),

@@ -23,8 +23,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use rand::Rng;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use shared::Kafka;
+use shared::bench::{broker, fresh_prefix};
+pub use shared::bench::{percentile, percentile_us};
 use shared::service::Process;
 use shared::service::cli::ServeArgs;
 
@@ -52,20 +53,6 @@ pub fn random_point(rng: &mut impl Rng) -> Point {
     }
 }
 
-/// The `p` quantile of sorted durations, in microseconds.
-pub fn percentile_us(sorted: &[Duration], p: f64) -> f64 {
-    percentile(sorted, p).as_secs_f64() * 1e6
-}
-
-/// The `p` quantile of sorted durations (zero when there are none).
-pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
 /// "p50 x ms · p99 y ms · max z ms (n)" of unsorted latencies.
 fn summary(mut latencies: Vec<Duration>) -> String {
     latencies.sort_unstable();
@@ -77,25 +64,6 @@ fn summary(mut latencies: Vec<Duration>) -> String {
         ms(percentile(&latencies, 1.0)),
         latencies.len()
     )
-}
-
-/// `kafka` with a topic prefix of its own.
-fn fresh_prefix(kafka: &Kafka) -> Kafka {
-    kafka.with_prefix(&format!(
-        "{}bench{:06x}.",
-        kafka.prefix(),
-        rand::random::<u32>() & 0xff_ffff
-    ))
-}
-
-/// "embedded mock cluster (<address>)" or "external (<address>)".
-fn broker(kafka: &Kafka) -> String {
-    let kind = if kafka.is_embedded() {
-        "embedded mock cluster"
-    } else {
-        "external"
-    };
-    format!("{kind} ({})", kafka.bootstrap_servers())
 }
 
 /// Starts the services named with `options`, on a free port, with their files under `dir`.
@@ -114,24 +82,6 @@ async fn start(
         shared::service::cli::start::<GetTaxi>(kafka, &names, &ServeArgs::for_tests(dir), &options)
             .await?;
     Ok(process)
-}
-
-/// A consumer of every partition of `topic` from its end, fetches answered at once: what a
-/// downstream application sees from now on.
-fn tail(kafka: &Kafka, topic: &str, partitions: i32) -> anyhow::Result<BaseConsumer> {
-    let mut config = kafka.consumer_config();
-    kafka.apply_defaults(&mut config, shared::kafka::LOW_LATENCY_CONSUMER);
-    let consumer: BaseConsumer = config
-        .set("group.id", format!("{}bench-reader", kafka.prefix()))
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let mut assignment = rdkafka::TopicPartitionList::new();
-    for p in 0..partitions {
-        assignment.add_partition_offset(topic, p, rdkafka::Offset::End)?;
-    }
-    consumer.assign(&assignment)?;
-    let _ = consumer.poll(Duration::from_millis(500)); // connect, resolve the end offsets
-    Ok(consumer)
 }
 
 /// The upper bound of the bucket holding the `q` quantile of a Prometheus histogram in the text
@@ -225,13 +175,5 @@ mod tests {
             app_counter(text, "streams_batches_committed", "gettaxi-matching"),
             0
         );
-    }
-
-    #[test]
-    fn percentiles_of_nothing_are_zero() {
-        assert_eq!(percentile(&[], 0.99), Duration::ZERO);
-        let sorted: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&sorted, 0.5), Duration::from_millis(51));
-        assert_eq!(percentile(&sorted, 1.0), Duration::from_millis(100));
     }
 }

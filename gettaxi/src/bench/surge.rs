@@ -185,10 +185,11 @@ pub async fn surge(kafka: &KafkaArgs, bench: &SurgeBench) -> anyhow::Result<()> 
     let polled: Arc<Mutex<Vec<(i64, Duration)>>> = Arc::default();
     let reading = Arc::new(AtomicBool::new(true));
     let reader = {
-        let consumer = super::tail(
+        let consumer = shared::bench::reader(
             &kafka,
             &kafka.topic(&SURGE_PRICING),
             SURGE_PRICING.partitions,
+            rdkafka::Offset::End,
         )?;
         let (polled, reading) = (Arc::clone(&polled), Arc::clone(&reading));
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {

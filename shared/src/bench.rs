@@ -1,0 +1,96 @@
+//! What every `bench` subcommand needs: a topic prefix of its own per run, a line naming the
+//! broker, a reader of a whole topic, and percentiles of sorted samples.
+
+use std::time::Duration;
+
+use rdkafka::Offset;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use crate::Kafka;
+
+/// `kafka` with a topic prefix of its own, so a run never meets an earlier run's topics.
+pub fn fresh_prefix(kafka: &Kafka) -> Kafka {
+    kafka.with_prefix(&format!(
+        "{}bench{:06x}.",
+        kafka.prefix(),
+        rand::random::<u32>() & 0xff_ffff
+    ))
+}
+
+/// "embedded mock cluster (<address>)" or "external (<address>)", for the first line of a run.
+pub fn broker(kafka: &Kafka) -> String {
+    let kind = if kafka.is_embedded() {
+        "embedded mock cluster"
+    } else {
+        "external"
+    };
+    format!("{kind} ({})", kafka.bootstrap_servers())
+}
+
+/// A consumer assigned every partition of `topic` from `offset` (no consumer group
+/// membership, nothing committed), with fetches answered at once: what a downstream
+/// application sees. [`Offset::End`] is resolved to each partition's end offset here, so
+/// every record produced after this returns is read.
+pub fn reader(
+    kafka: &Kafka,
+    topic: &str,
+    partitions: i32,
+    offset: Offset,
+) -> anyhow::Result<BaseConsumer> {
+    let mut config = kafka.consumer_config();
+    kafka.apply_defaults(&mut config, crate::kafka::LOW_LATENCY_CONSUMER);
+    let consumer: BaseConsumer = config
+        .set("group.id", format!("{}bench-reader", kafka.prefix()))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        let offset = match offset {
+            Offset::End => {
+                let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+                Offset::Offset(high)
+            }
+            offset => offset,
+        };
+        assignment.add_partition_offset(topic, p, offset)?;
+    }
+    consumer.assign(&assignment)?;
+    Ok(consumer)
+}
+
+/// The `p` quantile of `sorted` by nearest rank: the smallest value with at least `p` of the
+/// samples at or below it (the default, zero, when there are none).
+pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
+    if sorted.is_empty() {
+        return T::default();
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The `p` quantile of sorted durations, in microseconds.
+pub fn percentile_us(sorted: &[Duration], p: f64) -> f64 {
+    percentile(sorted, p).as_secs_f64() * 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_ranks() {
+        let values: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&values, 0.5), 50);
+        assert_eq!(percentile(&values, 0.99), 99);
+        assert_eq!(percentile(&values, 1.0), 100);
+        assert_eq!(percentile(&values, 0.0), 1);
+        assert_eq!(percentile(&[7u64], 0.99), 7);
+    }
+
+    #[test]
+    fn percentiles_of_nothing_are_zero() {
+        assert_eq!(percentile::<u64>(&[], 0.99), 0);
+        assert_eq!(percentile::<Duration>(&[], 0.5), Duration::ZERO);
+        assert_eq!(percentile_us(&[], 0.5), 0.0);
+    }
+}
