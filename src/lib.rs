@@ -38,6 +38,7 @@ pub const CASE_STUDIES: &[(&str, &[TopicSpec])] = &[
 pub const LIVE: &[up::LiveEntry] = &[
     live::<movieflix::app::MovieFlix>(movieflix::topics::CASE_STUDY),
     live::<gettaxi::app::GetTaxi>(gettaxi::topics::CASE_STUDY),
+    live::<mysocialmedia::app::MySocialMedia>(mysocialmedia::topics::CASE_STUDY),
     live::<mybank::app::MyBank>(mybank::topics::CASE_STUDY),
 ];
 

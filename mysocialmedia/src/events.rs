@@ -210,6 +210,34 @@ pub struct PostWithCounts {
     pub updated_at: DateTime<Utc>,
 }
 
+#[cfg(test)]
+impl PostWithCounts {
+    /// A post by `user_id` with a 1-byte GIF, created and updated `at`: for unit tests.
+    pub fn sample(
+        post_id: &str,
+        user_id: &str,
+        likes: u64,
+        comments: u64,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            post_id: post_id.to_owned(),
+            user_id: user_id.to_owned(),
+            caption: format!("caption of {post_id}"),
+            image: ImageRef {
+                key: String::new(),
+                sha256: String::new(),
+                content_type: "image/gif".into(),
+                bytes: 1,
+            },
+            created_at: at,
+            likes,
+            comments,
+            updated_at: at,
+        }
+    }
+}
+
 /// One post on a trending board.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Ranked {

@@ -6,7 +6,9 @@
 //! the architecture slide (`README.md`): the posting service, the like/comment service, the
 //! counting application ([`post_counts`]), trending posts, the refresh feed service and the
 //! trending feed service. [`images`] is the blob store, [`read_model`] the query side's copy of
-//! `posts_with_counts`; [`app`] is the case study on the service scaffold.
+//! `posts_with_counts`; [`app`] is the case study on the service scaffold. The [`simulator`]
+//! drives it over HTTP, [`demo`] runs it all in one process, [`live`] is its page in
+//! `casestudies up`.
 
 pub mod app;
 pub mod bench;
@@ -15,6 +17,7 @@ pub mod demo;
 pub mod events;
 pub mod images;
 pub mod like_comment_service;
+pub mod live;
 pub mod post_counts;
 pub mod posting_service;
 pub mod read_model;

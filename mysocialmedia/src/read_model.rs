@@ -272,25 +272,10 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::ImageRef;
     use chrono::Utc;
 
     fn post(id: &str) -> PostWithCounts {
-        PostWithCounts {
-            post_id: id.to_owned(),
-            user_id: "ann".into(),
-            caption: "c".into(),
-            image: ImageRef {
-                key: String::new(),
-                sha256: String::new(),
-                content_type: "image/gif".into(),
-                bytes: 1,
-            },
-            created_at: Utc::now(),
-            likes: 0,
-            comments: 0,
-            updated_at: Utc::now(),
-        }
+        PostWithCounts::sample(id, "ann", 0, 0, Utc::now())
     }
 
     #[test]

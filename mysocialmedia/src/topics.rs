@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! user posts ─▶ posting service ─▶ posts ──────┐
-//! user likes ─▶ like/comment service ─▶ likes ─┼─▶ total likes & comments (streams) ─▶ posts_with_counts ─▶ refresh feed service ─▶ website
+//! user likes ─▶ like/comment service ─▶ likes ─┼─▶ post counts (streams) ─▶ posts_with_counts ─▶ refresh feed service ─▶ website
 //!                             └─▶ comments ────┘                                 └─▶ trending posts (streams) ─▶ trending_posts ─▶ trending feed service
 //! ```
 
@@ -23,7 +23,7 @@ pub const POSTS: TopicSpec = TopicSpec {
     cleanup: Cleanup::Delete,
     purpose: "PostCreated events: what users posted",
     producers: &["posting service"],
-    consumers: &["total likes & comments (streams)"],
+    consumers: &["post counts (streams: total likes & comments)"],
 };
 
 /// A user liked (or unliked) a post.
@@ -38,7 +38,7 @@ pub const LIKES: TopicSpec = TopicSpec {
     purpose: "PostLiked / PostUnliked events, keyed by post so counting needs no repartition",
     producers: &["like/comment service"],
     consumers: &[
-        "total likes & comments (streams)",
+        "post counts (streams: total likes & comments)",
         "trending posts (streams)",
     ],
 };
@@ -54,7 +54,7 @@ pub const COMMENTS: TopicSpec = TopicSpec {
     purpose: "CommentAdded events, keyed by post",
     producers: &["like/comment service"],
     consumers: &[
-        "total likes & comments (streams)",
+        "post counts (streams: total likes & comments)",
         "trending posts (streams)",
     ],
 };
@@ -69,7 +69,7 @@ pub const POSTS_WITH_COUNTS: TopicSpec = TopicSpec {
     // Aggregated counts: only the latest per post matters.
     cleanup: Cleanup::Compact,
     purpose: "the read model: each post with its current like/comment counts",
-    producers: &["total likes & comments (streams)"],
+    producers: &["post counts (streams: total likes & comments)"],
     consumers: &["refresh feed service"],
 };
 

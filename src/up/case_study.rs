@@ -176,10 +176,11 @@ pub enum SpareError {
 }
 
 /// Normalises a name on the topics' slide ("resuming service", "big-transaction detector
-/// (streams)") to a service name ("resuming-service").
+/// (streams)", "like/comment service") to a service name ("resuming-service",
+/// "like-comment-service").
 fn service_of(label: &str, services: &[&'static str]) -> Option<&'static str> {
     let plain = label.split(" (").next().unwrap_or(label).trim();
-    let kebab = plain.to_lowercase().replace(' ', "-");
+    let kebab = plain.to_lowercase().replace([' ', '/'], "-");
     services.iter().copied().find(|s| *s == kebab)
 }
 

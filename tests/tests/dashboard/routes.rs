@@ -28,7 +28,7 @@ async fn every_running_case_study_is_listed_with_its_graph() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["movieflix", "gettaxi", "mybank"]);
+    assert_eq!(names, ["movieflix", "gettaxi", "mysocialmedia", "mybank"]);
     assert_eq!(
         list[0]["stores"]["resuming-service"],
         json!(["resume_points"]),

@@ -94,7 +94,6 @@ async fn starts_with_no_services<C: CaseStudyCli<Options = cli::NoOptions>>(kafk
 #[tokio::test(flavor = "multi_thread")]
 async fn case_studies_not_built_yet_run_on_the_scaffold() {
     let kafka = TestKafka::start().await.unwrap();
-    starts_with_no_services::<mysocialmedia::app::MySocialMedia>(&kafka).await;
     starts_with_no_services::<ingestion::app::Ingestion>(&kafka).await;
     starts_with_no_services::<logging::app::Logging>(&kafka).await;
 }
