@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use shared::Kafka;
-use shared::analytics::{self, AnalyticsRow, Column, ColumnType, SinkConfig, SinkHandle, Value};
+use shared::analytics::{self, Analytics, AnalyticsRow, Column, ColumnType, SinkHandle, Value};
 use shared::consumer::PayloadKey;
 use shared::service::GroupSpec;
 use shared::topics::TopicSpec;
@@ -169,20 +169,11 @@ pub fn group(kafka: &Kafka, topic: &TopicSpec) -> String {
 /// Starts the three sinks.
 pub async fn start(
     kafka: &Kafka,
-    root: &Path,
-    max_rows: usize,
-    max_age: std::time::Duration,
+    analytics: &Analytics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Vec<SinkHandle>> {
     let config = |topic: &TopicSpec| {
-        let mut config = SinkConfig::new(
-            group(kafka, topic),
-            kafka.topic(topic),
-            table_dir(root, topic),
-        );
-        config.max_rows = max_rows;
-        config.max_age = max_age;
-        config
+        analytics.sink_config(group(kafka, topic), kafka.topic(topic), topic.name)
     };
     let now = Utc::now;
     let users = analytics::start::<UserPosition>(
@@ -243,14 +234,7 @@ impl shared::service::Service<crate::app::Resources> for Service {
         ctx: &shared::service::Context,
         resources: &crate::app::Resources,
     ) -> anyhow::Result<shared::service::Running> {
-        let sinks = start(
-            &ctx.kafka,
-            &resources.analytics_dir,
-            resources.sink_max_rows,
-            resources.sink_max_age,
-            ctx.shutdown.clone(),
-        )
-        .await?;
+        let sinks = start(&ctx.kafka, &resources.analytics, ctx.shutdown.clone()).await?;
         let mut running = shared::service::Running::new();
         for sink in sinks {
             running = running

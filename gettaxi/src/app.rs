@@ -3,10 +3,10 @@
 //! serves (`/openapi.json`). `main.rs` is `cli::main::<GetTaxi>()`; tests and the demo start
 //! services with [`shared::service::cli::start`], the same way.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::Router;
+use shared::analytics::{Analytics, AnalyticsArgs};
 use shared::service::CaseStudy;
 use shared::service::cli::{CaseStudyCli, Dirs};
 use shared::{Kafka, KafkaArgs};
@@ -28,9 +28,7 @@ pub struct Resources {
     pub radius_m: f64,
     pub surge_model: Model,
     /// The analytics store (a Parquet table per topic).
-    pub analytics_dir: PathBuf,
-    pub sink_max_rows: usize,
-    pub sink_max_age: Duration,
+    pub analytics: Analytics,
     /// How long a quote's surge multiplier is honoured.
     pub quote_valid: Duration,
 }
@@ -41,15 +39,8 @@ pub struct Options {
     /// No taxi further than this from the pickup is matched (metres, at most 5000).
     #[arg(long, env = "MATCH_RADIUS_M", default_value_t = driver_matching::DEFAULT_RADIUS_M)]
     pub match_radius_m: f64,
-    /// The analytics store. Default: <data dir>/analytics.
-    #[arg(long, env = "ANALYTICS_DIR")]
-    pub analytics_dir: Option<PathBuf>,
-    /// Close a Parquet file at this many rows…
-    #[arg(long, env = "SINK_MAX_ROWS", default_value_t = 50_000)]
-    pub sink_max_rows: usize,
-    /// …or at this age.
-    #[arg(long, env = "SINK_MAX_AGE", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub sink_max_age: Duration,
+    #[command(flatten)]
+    pub analytics: AnalyticsArgs,
     /// A quote's surge multiplier is honoured for rides that start within this of the request;
     /// a later start is charged at the multiplier in force then.
     #[arg(long, env = "QUOTE_VALID_FOR", default_value = "10m", value_parser = humantime::parse_duration)]
@@ -60,9 +51,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             match_radius_m: driver_matching::DEFAULT_RADIUS_M,
-            analytics_dir: None,
-            sink_max_rows: 50_000,
-            sink_max_age: Duration::from_secs(10),
+            analytics: AnalyticsArgs::default(),
             quote_valid_for: crate::fare::QUOTE_VALID,
         }
     }
@@ -103,12 +92,7 @@ impl CaseStudyCli for GetTaxi {
         Ok(Resources {
             radius_m: radius,
             surge_model: Model::default(),
-            analytics_dir: options
-                .analytics_dir
-                .clone()
-                .unwrap_or_else(|| dirs.data.join("analytics")),
-            sink_max_rows: options.sink_max_rows,
-            sink_max_age: options.sink_max_age,
+            analytics: options.analytics.resolve(&dirs.data)?,
             quote_valid: options.quote_valid_for,
         })
     }

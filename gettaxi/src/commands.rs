@@ -189,18 +189,14 @@ async fn demo(
 ) -> anyhow::Result<()> {
     let kafka = Kafka::connect(kafka_args)?;
     let (process, dirs) = cli::start::<GetTaxi>(&kafka, &[], &args.serve, &args.options).await?;
-    let analytics = args
-        .options
-        .analytics_dir
-        .clone()
-        .unwrap_or_else(|| dirs.data.join("analytics"));
+    let analytics = args.options.analytics.resolve(&dirs.data)?.store;
     let url = process.url();
     println!(
         "gettaxi demo: API {url} (try {url}/v1/surge or {url}/v1/taxis/{}/assignment), broker {} (kcat -b {} -L), analytics {}",
         simulator::taxi_id(1),
         kafka.bootstrap_servers(),
         kafka.bootstrap_servers(),
-        analytics.display()
+        analytics
     );
     let options = args.simulation.options(url.clone())?;
     stop_after(args.duration, &stop);
@@ -211,9 +207,11 @@ async fn demo(
     process.stop().await?;
     println!("{}", crate::demo::totals(&stats, &highest));
     println!(
-        "gettaxi demo stopped; Parquet files are in {} (gettaxi fare --ride <id> --analytics-dir {} recomputes a fare)",
-        analytics.display(),
-        analytics.display()
+        "gettaxi demo stopped; Parquet files are in {analytics}{}",
+        analytics.local_dir().map_or(String::new(), |dir| format!(
+            " (gettaxi fare --ride <id> --analytics-dir {} recomputes a fare)",
+            dir.display()
+        ))
     );
     Ok(())
 }

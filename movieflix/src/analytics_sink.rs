@@ -12,7 +12,9 @@
 
 use chrono::{DateTime, Utc};
 use shared::Kafka;
-use shared::analytics::{self, AnalyticsRow, Column, ColumnType, SinkConfig, SinkHandle, Value};
+use shared::analytics::{
+    self, Analytics, AnalyticsRow, Column, ColumnType, SinkConfig, SinkHandle, Value,
+};
 use tokio_util::sync::CancellationToken;
 
 use std::sync::Arc;
@@ -57,12 +59,13 @@ impl AnalyticsRow for ShowPosition {
     }
 }
 
-/// The sink's configuration: group `movieflix-analytics-sink` (prefixed), `show_position`.
-pub fn config(kafka: &Kafka, dir: std::path::PathBuf) -> SinkConfig {
-    SinkConfig::new(
+/// The sink's configuration: group `movieflix-analytics-sink` (prefixed), `show_position`,
+/// into `analytics`.
+pub fn config(kafka: &Kafka, analytics: &Analytics) -> SinkConfig {
+    analytics.sink_config(
         format!("{}{GROUP_ID}", kafka.prefix()),
         kafka.topic(&SHOW_POSITION),
-        dir,
+        SHOW_POSITION.name,
     )
 }
 
@@ -118,7 +121,7 @@ impl shared::service::Service<crate::app::Resources> for Service {
         "analytics-sink"
     }
     fn about(&self) -> &'static str {
-        "show_position → Parquet files under ANALYTICS_DIR."
+        "show_position → Parquet files in the analytics store (ANALYTICS_DIR or ANALYTICS_URL)."
     }
     fn groups(&self, kafka: &shared::Kafka) -> Vec<shared::service::GroupSpec> {
         vec![shared::service::GroupSpec {
@@ -131,9 +134,7 @@ impl shared::service::Service<crate::app::Resources> for Service {
         ctx: &shared::service::Context,
         resources: &crate::app::Resources,
     ) -> anyhow::Result<shared::service::Running> {
-        let mut config = config(&ctx.kafka, resources.analytics_dir.clone());
-        config.max_rows = resources.sink_max_rows;
-        config.max_age = resources.sink_max_age;
+        let config = config(&ctx.kafka, &resources.analytics);
         let sink = start(
             &ctx.kafka,
             config,

@@ -3,14 +3,13 @@
 //! process serves (the catalog, `/openapi.json`). `main.rs` is `cli::main::<MovieFlix>()`;
 //! tests and the demo start services with [`shared::service::cli::start`], the same way.
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use serde::Deserialize;
+use shared::analytics::{Analytics, AnalyticsArgs};
 use shared::http::{ApiError, Json};
 use shared::service::CaseStudy;
 use shared::service::cli::{CaseStudyCli, Dirs};
@@ -31,33 +30,14 @@ pub struct MovieFlix;
 pub struct Resources {
     pub catalog: Arc<Catalog>,
     /// The analytics store (Parquet files).
-    pub analytics_dir: PathBuf,
-    pub sink_max_rows: usize,
-    pub sink_max_age: Duration,
+    pub analytics: Analytics,
 }
 
 /// MovieFlix's options of every serving subcommand.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Options {
-    /// The analytics store. Default: <data dir>/analytics.
-    #[arg(long, env = "ANALYTICS_DIR")]
-    pub analytics_dir: Option<PathBuf>,
-    /// Close a Parquet file at this many rows…
-    #[arg(long, env = "SINK_MAX_ROWS", default_value_t = 50_000)]
-    pub sink_max_rows: usize,
-    /// …or at this age.
-    #[arg(long, env = "SINK_MAX_AGE", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub sink_max_age: Duration,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            analytics_dir: None,
-            sink_max_rows: 50_000,
-            sink_max_age: Duration::from_secs(10),
-        }
-    }
+    #[command(flatten)]
+    pub analytics: AnalyticsArgs,
 }
 
 impl CaseStudyCli for MovieFlix {
@@ -86,12 +66,7 @@ impl CaseStudyCli for MovieFlix {
     async fn resources(_: &Kafka, dirs: &Dirs, options: &Options) -> anyhow::Result<Resources> {
         Ok(Resources {
             catalog: Catalog::shared(),
-            analytics_dir: options
-                .analytics_dir
-                .clone()
-                .unwrap_or_else(|| dirs.data.join("analytics")),
-            sink_max_rows: options.sink_max_rows,
-            sink_max_age: options.sink_max_age,
+            analytics: options.analytics.resolve(&dirs.data)?,
         })
     }
 

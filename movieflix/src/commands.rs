@@ -116,11 +116,7 @@ async fn demo(
 ) -> anyhow::Result<()> {
     let kafka = Kafka::connect(kafka_args)?;
     let (process, dirs) = cli::start::<MovieFlix>(&kafka, &[], &args.serve, &args.options).await?;
-    let analytics = args
-        .options
-        .analytics_dir
-        .clone()
-        .unwrap_or_else(|| dirs.data.join("analytics"));
+    let analytics = args.options.analytics.resolve(&dirs.data)?.store;
     println!(
         "movieflix demo: API {} (try {}/v1/users/{}/recommendations), broker {} (kcat -b {} -L), analytics {}",
         process.url(),
@@ -128,7 +124,7 @@ async fn demo(
         simulator::viewer_id(0),
         kafka.bootstrap_servers(),
         kafka.bootstrap_servers(),
-        analytics.display()
+        analytics
     );
     stop_after(args.duration, &stop);
     let stats = Arc::new(SimulatorStats::default());
@@ -159,9 +155,6 @@ async fn demo(
     // Stopping flushes the sink: the totals below are final.
     process.stop().await?;
     println!("{}", crate::demo::totals(&stats, sink.as_deref()));
-    println!(
-        "movieflix demo stopped; Parquet files are in {}",
-        analytics.display()
-    );
+    println!("movieflix demo stopped; Parquet files are in {analytics}");
     Ok(())
 }

@@ -5,7 +5,7 @@
 //!
 //! | module        | what it owns                                                                 |
 //! |---------------|------------------------------------------------------------------------------|
-//! | [`analytics`] | the analytics sink: a topic → Parquet files by date/hour, exactly once     |
+//! | [`analytics`] | the sink: a topic → Parquet files in an object store (local or S3), exactly once |
 //! | [`bench`]     | what every `bench` subcommand shares: fresh prefixes, readers, percentiles  |
 //! | [`config`]    | the clap `KafkaArgs` every binary flattens; `KAFKA_<PROPERTY>` pass-through   |
 //! | [`kafka`]     | [`Kafka`]: the resolved connection (embedded or external), topic naming       |
@@ -13,6 +13,7 @@
 //! | [`topics`]    | [`TopicSpec`]: name, key, partitions, retention, cleanup, producers/consumers |
 //! | [`provision`] | creating missing topics (and their dead-letter topics), idempotently          |
 //! | [`event`]     | the [`Event`] trait: every record is a fact with an id and an event time      |
+//! | [`properties`]| Kafka Connect–style `.properties` files, errors naming the key                |
 //! | [`producer`]  | typed, idempotent publishing with `acks=all` and standard headers             |
 //! | [`service`]   | the service scaffold: services, one process per selection, the whole CLI      |
 //! | [`consumer`]  | the consumer loop: decode, handle, commit after (or before) processing        |
@@ -43,6 +44,7 @@ pub mod lag;
 pub mod live;
 pub mod metrics;
 pub mod producer;
+pub mod properties;
 pub mod provision;
 pub mod service;
 pub mod shutdown;

@@ -50,6 +50,47 @@ pub const PINGS: TopicSpec = TopicSpec {
     consumers: &["test consumer"],
 };
 
+/// Pings as a table of the sink: `id`, `key`, `seq`, `at` (the sink tests).
+impl shared::analytics::AnalyticsRow for Ping {
+    fn columns() -> Vec<shared::analytics::Column> {
+        use shared::analytics::{Column, ColumnType};
+        vec![
+            Column::required("id", ColumnType::Utf8),
+            Column::required("key", ColumnType::Utf8),
+            Column::required("seq", ColumnType::Int64),
+            Column::required("at", ColumnType::TimestampMillis),
+        ]
+    }
+    fn values(&self) -> Vec<shared::analytics::Value> {
+        use shared::analytics::Value;
+        vec![
+            Value::Utf8(self.id.clone()),
+            Value::Utf8(self.key.clone()),
+            Value::Int64(self.seq as i64),
+            Value::TimestampMillis(self.at.timestamp_millis()),
+        ]
+    }
+    fn event_time(&self) -> DateTime<Utc> {
+        self.at
+    }
+    fn key(&self) -> Option<shared::consumer::PayloadKey<'_>> {
+        Some(shared::consumer::PayloadKey::new("key", &self.key))
+    }
+}
+
+/// The topic the sink tests' `sink-child` writes to an object store.
+pub const SINK_PINGS: TopicSpec = TopicSpec {
+    case_study: "test",
+    name: "sink_pings",
+    key: "key",
+    partitions: 4,
+    retention: Retention::days(1),
+    cleanup: Cleanup::Delete,
+    purpose: "test records for the sink",
+    producers: &["test"],
+    consumers: &["sink-child"],
+};
+
 /// Reads the `seq` numbers a `consumer-child` appended to its output file (one per line).
 pub fn read_seqs(path: &std::path::Path) -> Vec<u64> {
     std::fs::read_to_string(path)

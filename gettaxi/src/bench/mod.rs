@@ -75,7 +75,7 @@ async fn start(
 ) -> anyhow::Result<Process> {
     let names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
     let options = Options {
-        analytics_dir: Some(dir.join("analytics")),
+        analytics: shared::analytics::AnalyticsArgs::in_dir(dir.join("analytics")),
         ..options
     };
     let (process, _dirs) =

@@ -15,6 +15,7 @@ use gettaxi::app::{GetTaxi, Options};
 use gettaxi::geo::Point;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use shared::analytics::AnalyticsArgs;
 use shared::service::Process;
 use shared::service::cli::ServeArgs;
 use shared::testkit::TestKafka;
@@ -41,9 +42,11 @@ pub async fn spawn_with(
         ..ServeArgs::for_tests(dir)
     };
     let options = Options {
-        analytics_dir: Some(dir.join("analytics")),
-        sink_max_rows: 10_000,
-        sink_max_age: Duration::from_millis(500),
+        analytics: AnalyticsArgs {
+            sink_max_rows: 10_000,
+            sink_max_age: Duration::from_millis(500),
+            ..AnalyticsArgs::in_dir(dir.join("analytics"))
+        },
         ..options
     };
     shared::service::cli::start::<GetTaxi>(kafka.kafka(), &names, &serve, &options)

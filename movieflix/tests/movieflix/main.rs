@@ -14,6 +14,7 @@ use std::time::Duration;
 use movieflix::app::{MovieFlix, Options};
 use reqwest::StatusCode;
 use serde_json::Value;
+use shared::analytics::AnalyticsArgs;
 use shared::service::Process;
 use shared::service::cli::ServeArgs;
 use shared::testkit::TestKafka;
@@ -32,9 +33,11 @@ pub async fn spawn(
         ..ServeArgs::for_tests(state)
     };
     let options = Options {
-        analytics_dir: Some(analytics.to_path_buf()),
-        sink_max_rows: 10_000,
-        sink_max_age: Duration::from_millis(500),
+        analytics: AnalyticsArgs {
+            sink_max_rows: 10_000,
+            sink_max_age: Duration::from_millis(500),
+            ..AnalyticsArgs::in_dir(analytics)
+        },
     };
     shared::service::cli::start::<MovieFlix>(kafka.kafka(), &names, &serve, &options)
         .await

@@ -1,10 +1,10 @@
 //! The connector's properties: Kafka Connect's names in a `.properties` file, parsed and
 //! validated.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
+use shared::properties::Properties;
 
 /// How rows are found after the last one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,44 +53,13 @@ const KNOWN_KEYS: &[&str] = &[
 ];
 
 impl ConnectorConfig {
-    /// Parses a Java-style properties file (`key=value`, `#`/`!` comments; a ` # …` after a
-    /// value is a comment too, as in the course's examples).
+    /// Parses a Java-style properties file ([`Properties`]: `key=value`, `#`/`!` comments; a
+    /// ` # …` after a value is a comment too, as in the course's examples).
     pub fn parse(text: &str) -> anyhow::Result<ConnectorConfig> {
-        let mut props = BTreeMap::new();
-        for (number, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-                continue;
-            }
-            let line = match line.find(" #") {
-                Some(at) => line[..at].trim_end(),
-                None => line,
-            };
-            let (key, value) = line.split_once(['=', ':']).with_context(|| {
-                format!("line {}: expected key=value, got {line:?}", number + 1)
-            })?;
-            let key = key.trim();
-            if !KNOWN_KEYS.contains(&key) {
-                bail!(
-                    "line {}: unknown property {key:?} (known: {})",
-                    number + 1,
-                    KNOWN_KEYS.join(", ")
-                );
-            }
-            props.insert(key.to_owned(), value.trim().to_owned());
-        }
-        let get = |key: &str| props.get(key).cloned();
-        let require = |key: &str| get(key).with_context(|| format!("missing property {key}"));
-        let millis = |key: &str, default: u64| -> anyhow::Result<Duration> {
-            match get(key) {
-                Some(v) => {
-                    Ok(Duration::from_millis(v.parse().with_context(|| {
-                        format!("{key}={v:?} is not a number of ms")
-                    })?))
-                }
-                None => Ok(Duration::from_millis(default)),
-            }
-        };
+        let props = Properties::parse(text, KNOWN_KEYS, &[])?;
+        let get = |key: &str| props.get(key).map(str::to_owned);
+        let require = |key: &str| props.require(key).map(str::to_owned);
+        let millis = |key: &str, default: u64| props.millis(key, default);
         let mode = match require("mode")?.as_str() {
             "incrementing" => Mode::Incrementing,
             "timestamp+incrementing" => Mode::TimestampIncrementing,
@@ -111,12 +80,7 @@ impl ConnectorConfig {
             topic_prefix: get("topic.prefix").unwrap_or_default(),
             key_column: require("key.column.name")?,
             poll_interval: millis("poll.interval.ms", 5000)?,
-            batch_max_rows: get("batch.max.rows")
-                .map(|v| v.parse::<i64>())
-                .transpose()
-                .context("batch.max.rows is not a number")?
-                .unwrap_or(100)
-                .max(1),
+            batch_max_rows: props.parse_or("batch.max.rows", 100i64)?.max(1),
             timestamp_delay: millis("timestamp.delay.interval.ms", 0)?,
             listen_channel: get("listen.channel").filter(|c| !c.is_empty()),
             table,

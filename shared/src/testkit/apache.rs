@@ -11,13 +11,14 @@
 //! test process exits — normally, by panic or by SIGKILL — the pipe closes, the wrapper kills
 //! the broker and deletes its data directory. A shared broker therefore needs no destructor.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+
+use super::guarded::Guarded;
 
 /// The Apache Kafka version `.ci/apache-kafka.sh` fetches by default.
 pub const VERSION: &str = "4.4.0";
@@ -34,9 +35,8 @@ pub fn apache_kafka_home() -> PathBuf {
 /// One Apache Kafka process. Dropping it stops the broker and removes its data.
 pub struct ApacheKafka {
     bootstrap: String,
-    /// The test's end of the wrapper's pipe: closing it stops the broker.
-    stdin: Mutex<Option<ChildStdin>>,
-    wrapper: Mutex<Child>,
+    /// The broker under its wrapper: dropping it stops the broker.
+    process: Guarded,
 }
 
 impl ApacheKafka {
@@ -90,66 +90,31 @@ impl ApacheKafka {
             );
         }
 
-        let mut wrapper = Command::new("sh")
-            .arg("-c")
-            .arg(WRAPPER)
-            .arg("apache-kafka")
-            .arg(&run_class)
-            .arg(&dir)
-            .env("KAFKA_HEAP_OPTS", "-Xms256m -Xmx768m")
-            .env(
-                "KAFKA_LOG_LEVEL",
-                std::env::var("APACHE_KAFKA_LOG").unwrap_or_else(|_| "INFO".into()),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("cannot start sh for the Apache Kafka wrapper")?;
-        let stdin = wrapper.stdin.take();
+        let process = Guarded::spawn(
+            "Apache Kafka",
+            WRAPPER,
+            &[run_class.as_os_str(), dir.as_os_str()],
+            &[
+                ("KAFKA_HEAP_OPTS", "-Xms256m -Xmx768m".to_owned()),
+                (
+                    "KAFKA_LOG_LEVEL",
+                    std::env::var("APACHE_KAFKA_LOG").unwrap_or_else(|_| "INFO".into()),
+                ),
+            ],
+        )?;
         let broker = ApacheKafka {
             bootstrap: format!("127.0.0.1:{port}"),
-            stdin: Mutex::new(stdin),
-            wrapper: Mutex::new(wrapper),
+            process,
         };
-        broker.wait_until_listening(Duration::from_secs(90))?;
+        broker
+            .process
+            .wait_until_listening(broker.bootstrap.parse()?, Duration::from_secs(90))?;
         tracing::info!(bootstrap = %broker.bootstrap, data = %dir.display(), "Apache Kafka {VERSION} started");
         Ok(broker)
     }
 
     pub fn bootstrap(&self) -> &str {
         &self.bootstrap
-    }
-
-    /// Waits until the broker accepts TCP connections (the testkit then waits for metadata);
-    /// fails at once if the broker exited.
-    fn wait_until_listening(&self, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = std::time::Instant::now() + timeout;
-        let address: std::net::SocketAddr = self.bootstrap.parse()?;
-        loop {
-            if let Some(status) = self.wrapper.lock().unwrap().try_wait()? {
-                bail!("Apache Kafka exited during start-up ({status}); its log is above");
-            }
-            if std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
-            if std::time::Instant::now() > deadline {
-                bail!(
-                    "Apache Kafka did not listen on {} within {timeout:?}",
-                    self.bootstrap
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for ApacheKafka {
-    fn drop(&mut self) {
-        if let Some(mut stdin) = self.stdin.lock().unwrap().take() {
-            let _ = stdin.write_all(b"stop\n");
-        }
-        let _ = self.wrapper.lock().unwrap().wait();
     }
 }
 

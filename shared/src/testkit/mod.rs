@@ -14,7 +14,9 @@
 
 pub mod apache;
 mod containers;
+mod guarded;
 pub mod http;
+pub mod s3;
 mod tansu;
 
 use std::sync::Arc;

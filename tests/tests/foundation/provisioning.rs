@@ -103,7 +103,7 @@ async fn reports_an_existing_topic_with_fewer_partitions_than_its_spec() {
                 .await
                 .unwrap();
             assert!(results.iter().all(Result::is_ok), "{results:?}");
-            crate::eventually(Duration::from_secs(10), "hand-made topic visible", || {
+            crate::eventually(Duration::from_secs(60), "hand-made topic visible", || {
                 let visible = partition_counts(kafka.kafka()).get(&name) == Some(&2);
                 async move { visible }
             })

@@ -98,8 +98,7 @@ async fn services_of_another_process_start_and_serve_on_the_standalone_broker() 
         &[],
         &ServeArgs::for_tests(dir.path()),
         &movieflix::app::Options {
-            analytics_dir: Some(dir.path().join("analytics")),
-            ..Default::default()
+            analytics: shared::analytics::AnalyticsArgs::in_dir(dir.path().join("analytics")),
         },
     )
     .await
