@@ -17,7 +17,8 @@ fn topics_table_lists_every_topic_of_the_case_studies() {
         ("mybank.bank_transactions", "user_id"),
         ("mybank.user_settings", "user_id"),
         ("mybank.user_alerts", "user_id"),
-        ("ingestion.raw_events", "producer's choice"),
+        ("ingestion.raw_events", "actor"),
+        ("ingestion.realtime_counts", "minute|source|event_type"),
         ("logging.application_logs", "application/host"),
         ("logging.application_metrics", "application/host"),
     ];
