@@ -1,6 +1,7 @@
 //! Ingestion's own subcommands, besides the scaffold's (`all`, `run`, one per service):
-//! `simulate` (the producers against a running ingest API) and `demo` (everything in one
-//! process, with a live summary).
+//! `simulate` (the producers against a running ingest API), `demo` (everything in one
+//! process, with a live summary), `batch` (the batch job over the store's files) and
+//! `reconcile` (batch against speed).
 
 use clap::Subcommand;
 use shared::KafkaArgs;
@@ -12,6 +13,10 @@ pub enum Command {
     Simulate(crate::simulator::SimulateArgs),
     /// Every service and the simulator in one process, with a live summary.
     Demo(crate::demo::DemoArgs),
+    /// The batch layer's job: a day's files → per-minute counts and a daily report.
+    Batch(crate::batch::BatchArgs),
+    /// The batch layer's counts against the speed layer's, for every closed minute.
+    Reconcile(crate::reconcile::ReconcileArgs),
 }
 
 pub async fn run(
@@ -22,5 +27,7 @@ pub async fn run(
     match command {
         Command::Simulate(args) => crate::simulator::run(args, kafka, stop).await,
         Command::Demo(args) => crate::demo::run(args, kafka, stop).await,
+        Command::Batch(args) => crate::batch::run(args, kafka).await,
+        Command::Reconcile(args) => crate::reconcile::run(args, kafka, stop).await,
     }
 }

@@ -8,12 +8,15 @@
 //! drives it over HTTP and [`demo`] runs it all in one process.
 
 pub mod app;
+pub mod batch;
 pub mod commands;
 pub mod demo;
 pub mod events;
 pub mod ingest_api;
 pub mod realtime_api;
 pub mod realtime_model;
+pub mod reconcile;
+pub mod s3_sink;
 pub mod simulator;
 pub mod speed_layer;
 pub mod topics;

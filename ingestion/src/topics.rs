@@ -22,7 +22,7 @@ pub const RAW_EVENTS: TopicSpec = TopicSpec {
     cleanup: Cleanup::Delete,
     purpose: "raw events from every producer, buffered for a speed layer and a batch layer",
     producers: &["ingest API"],
-    consumers: &["speed layer", "batch layer"],
+    consumers: &["speed layer", "s3 sink"],
 };
 
 /// Per-minute counts per source and event type, from the speed layer.

@@ -2,6 +2,7 @@
 //! drives the services through their HTTP API or their topics, and reads the results back the
 //! way a dashboard would.
 
+mod batch;
 mod counts;
 mod dead_letters;
 mod ingest;
