@@ -17,6 +17,9 @@ pub enum Command {
     Batch(crate::batch::BatchArgs),
     /// The batch layer's counts against the speed layer's, for every closed minute.
     Reconcile(crate::reconcile::ReconcileArgs),
+    /// Performance figures (run with --release).
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
 }
 
 pub async fn run(
@@ -29,5 +32,6 @@ pub async fn run(
         Command::Demo(args) => crate::demo::run(args, kafka, stop).await,
         Command::Batch(args) => crate::batch::run(args, kafka).await,
         Command::Reconcile(args) => crate::reconcile::run(args, kafka, stop).await,
+        Command::Bench(command) => crate::bench::run(command, kafka).await,
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod batch;
+pub mod bench;
 pub mod commands;
 pub mod demo;
 pub mod events;

@@ -58,6 +58,20 @@ pub fn reader(
     Ok(consumer)
 }
 
+/// This process's CPU time so far (user + system, every thread, finished ones included), from
+/// Linux's `/proc/self/stat`; `None` elsewhere.
+pub fn process_cpu() -> Option<Duration> {
+    /// Ticks per second of `/proc/<pid>/stat`'s times: the kernel's `USER_HZ`, 100 on every
+    /// architecture Linux exports to user space (what `sysconf(_SC_CLK_TCK)` answers).
+    const USER_HZ: u64 = 100;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After the command (in parentheses, which may hold spaces): the state is field 3 of the
+    // line, utime field 14 and stime field 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 1000 / USER_HZ))
+}
+
 /// The `p` quantile of `sorted` by nearest rank: the smallest value with at least `p` of the
 /// samples at or below it (the default, zero, when there are none).
 pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {

@@ -4,19 +4,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// Ticks per second of `/proc/<pid>/stat`'s times: the kernel's `USER_HZ`, 100 on every
-/// architecture Linux exports to user space (what `sysconf(_SC_CLK_TCK)` answers; this crate
-/// does not link `libc` outside its tests).
-const USER_HZ: u64 = 100;
-
 /// The process's CPU time so far: user + system, every thread, finished ones included.
 pub fn process() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // After the command (in parentheses, which may hold spaces): the state is field 3 of the
-    // line, utime field 14 and stime field 15.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 1000 / USER_HZ))
+    shared::bench::process_cpu()
 }
 
 /// Each live thread's name and CPU time (`schedstat`: nanoseconds on a CPU), by thread id.

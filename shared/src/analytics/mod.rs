@@ -143,6 +143,8 @@ pub trait AnalyticsRow: DeserializeOwned + Send + 'static {
 /// What the sink did, per sink (consumer group), also on `/metrics`.
 #[derive(Debug, Clone)]
 pub struct SinkStats {
+    /// Records read from the topic.
+    pub read: Counter,
     /// Rows written to durable files.
     pub rows: Counter,
     pub files: Counter,
@@ -157,10 +159,11 @@ pub struct SinkStats {
 
 impl SinkStats {
     fn new(sink: &str) -> Self {
-        static FAMILIES: OnceLock<[Family<SinkLabels, Counter>; 4]> = OnceLock::new();
+        static FAMILIES: OnceLock<[Family<SinkLabels, Counter>; 5]> = OnceLock::new();
         let families = FAMILIES.get_or_init(|| {
-            let families: [Family<SinkLabels, Counter>; 4] = Default::default();
+            let families: [Family<SinkLabels, Counter>; 5] = Default::default();
             for (family, (name, help)) in families.iter().zip([
+                ("analytics_sink_records_read", "Records read from the topic"),
                 (
                     "analytics_sink_rows",
                     "Rows written to durable Parquet files",
@@ -179,10 +182,11 @@ impl SinkStats {
         let labels = SinkLabels {
             sink: sink.to_owned(),
         };
-        let [rows, files, bytes, skipped] = families
+        let [read, rows, files, bytes, skipped] = families
             .each_ref()
             .map(|f| f.get_or_create(&labels).clone());
         SinkStats {
+            read,
             rows,
             files,
             bytes,

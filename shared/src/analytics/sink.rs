@@ -172,6 +172,7 @@ impl<R: AnalyticsRow> Sink<R> {
     ) -> anyhow::Result<()> {
         let partition = message.partition();
         let offset = message.offset();
+        self.stats.read.inc();
         if offset < self.durable(partition)? {
             self.stats.skipped.inc();
             return Ok(()); // already in a file: written before a crash, not yet committed
