@@ -90,6 +90,7 @@ pub(super) struct Sink<R> {
 impl<R: AnalyticsRow> Sink<R> {
     pub fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(topic = %self.config.topic, store = %self.config.store, "sink started");
+        let mut last_schedule_check = Instant::now();
         let result = (|| -> anyhow::Result<()> {
             while !shutdown.is_cancelled() {
                 let polled = self
@@ -103,7 +104,11 @@ impl<R: AnalyticsRow> Sink<R> {
                     Some(Err(err)) => tracing::warn!(%err, "sink consumer"),
                     None => {}
                 }
-                if let Some(interval) = self.config.rotate_schedule_interval {
+                // The clock is read every 50 ms, not per record (it showed in profiles).
+                if let Some(interval) = self.config.rotate_schedule_interval
+                    && last_schedule_check.elapsed() >= Duration::from_millis(50)
+                {
+                    last_schedule_check = Instant::now();
                     let due: Vec<i32> = self
                         .open
                         .iter()
