@@ -17,7 +17,7 @@
 //!
 //! **Windows** ([`shared::streams::Windows`]): `[k·1 min, k·1 min + 1 h)`. A record counts in
 //! every window that contains its event time and is not closed yet; a window closes when the
-//! task's stream time (the largest event time it has seen) reaches its end + the grace period
+//! partition's stream time (the largest event time of its likes and comments) reaches its end + the grace period
 //! (`TRENDING_GRACE`, default 2 min). A record for a closed window is late for it: the window's
 //! ranking does not change, the record still counts in the later windows that contain it; a
 //! record whose every window has closed (older than 1 h + grace behind stream time) is dropped
@@ -66,6 +66,26 @@ pub const SLICES: &str = "slices";
 /// `closed` (stage 1: the last window end ranked by this task), `merged` (stage 2: the last
 /// window end finalized).
 pub const PROGRESS: &str = "progress";
+/// Stage 1's stream time in [`PROGRESS`]: the largest event time of this partition's likes
+/// and comments. Kept in the store, not taken from the runtime's stream time, which also
+/// advances with the partials' records: the task that owns the merge key would otherwise judge
+/// its own reactions late against other partitions' progress.
+const CLOCK: &[u8] = b"clock";
+/// Stage 2's stream time in [`PROGRESS`]: the largest timestamp of the partials merged.
+const MERGE_CLOCK: &[u8] = b"merge_clock";
+
+/// A clock of [`PROGRESS`] (`i64::MIN` before its first record).
+fn clock(ctx: &ProcessorContext<'_>, which: &[u8]) -> anyhow::Result<i64> {
+    Ok(ctx.get::<i64>(PROGRESS, which)?.unwrap_or(i64::MIN))
+}
+
+/// Moves a clock of [`PROGRESS`] forward to `at` (never back).
+fn advance_clock(ctx: &mut ProcessorContext<'_>, which: &[u8], at: i64) -> anyhow::Result<()> {
+    if clock(ctx, which)? < at {
+        ctx.put(PROGRESS, which, &at)?;
+    }
+    Ok(())
+}
 /// `<window end (8 bytes)><partition>` → [`Partial`] (stage 2).
 pub const PARTIALS: &str = "partials";
 /// The key every partial is sent under.
@@ -215,7 +235,7 @@ impl Trending {
             start: minute,
             end: minute + self.size(),
         };
-        if self.model.windows.is_closed(&latest, ctx.stream_time_ms()) {
+        if self.model.windows.is_closed(&latest, clock(ctx, CLOCK)?) {
             ctx.record_late_drop(1);
             return Ok(());
         }
@@ -257,8 +277,9 @@ impl Trending {
     /// and sends the partials; deletes slices no open window needs.
     fn close_windows(&mut self, ctx: &mut ProcessorContext<'_>) -> anyhow::Result<()> {
         let advance = self.advance();
-        let closable =
-            (ctx.stream_time_ms() - self.model.windows.grace_ms).div_euclid(advance) * advance;
+        let closable = (clock(ctx, CLOCK)?.saturating_sub(self.model.windows.grace_ms))
+            .div_euclid(advance)
+            * advance;
         let Some(closed) = ctx.get::<i64>(PROGRESS, b"closed")? else {
             // The task's first record: no window before it has anything to rank.
             ctx.put(PROGRESS, b"closed", &closable)?;
@@ -353,7 +374,9 @@ impl Trending {
 
     /// Stage 2: publishes the final board of every window an advance past its close.
     fn finalize(&mut self, ctx: &mut ProcessorContext<'_>) -> anyhow::Result<()> {
-        let horizon = ctx.stream_time_ms() - self.model.windows.grace_ms - self.advance();
+        let horizon = clock(ctx, MERGE_CLOCK)?
+            .saturating_sub(self.model.windows.grace_ms)
+            .saturating_sub(self.advance());
         let due: Vec<(Vec<u8>, Partial)> = ctx.range(
             PARTIALS,
             &window_key(i64::MIN / 2, ""),
@@ -422,6 +445,7 @@ impl streams::Processor for Trending {
         match input {
             Input::Like(like) => {
                 like.validate().map_err(HandlerError::Permanent)?;
+                advance_clock(ctx, CLOCK, like.at.timestamp_millis())?;
                 let key = format!("{}/{}", like.post_id, like.user_id);
                 let likes_now = ctx.get_raw(LIKED, key.as_bytes())?.is_some();
                 if likes_now == like.liked {
@@ -442,6 +466,7 @@ impl streams::Processor for Trending {
             }
             Input::Comment(comment) => {
                 comment.validate().map_err(HandlerError::Permanent)?;
+                advance_clock(ctx, CLOCK, comment.at.timestamp_millis())?;
                 let engagement = Engagement {
                     likes: 0,
                     comments: 1,
@@ -453,7 +478,11 @@ impl streams::Processor for Trending {
                     engagement,
                 )?;
             }
-            Input::Partial(partial) => self.merge(ctx, partial)?,
+            Input::Partial(partial) => {
+                let at = ctx.timestamp_ms().unwrap_or(partial.window_end);
+                advance_clock(ctx, MERGE_CLOCK, at)?;
+                self.merge(ctx, partial)?;
+            }
         }
         Ok(())
     }
@@ -463,7 +492,7 @@ impl streams::Processor for Trending {
         if self.dirty.remove(&ctx.partition()).is_none() || self.model.emit != Emit::OnUpdate {
             return Ok(());
         }
-        let end = ctx.stream_time_ms().div_euclid(self.advance()) * self.advance() + self.advance();
+        let end = clock(ctx, CLOCK)?.div_euclid(self.advance()) * self.advance() + self.advance();
         let partial = Partial {
             window_end: end,
             partition: ctx.partition(),
