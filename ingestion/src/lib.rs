@@ -5,7 +5,8 @@
 //! reader applies; one file per box of the architecture slide (`README.md`): the
 //! [`ingest_api`], the [`speed_layer`] (streams) and the [`realtime_api`] (its query side, over
 //! [`realtime_model`]). [`app`] is the case study on the service scaffold; the [`simulator`]
-//! drives it over HTTP and [`demo`] runs it all in one process.
+//! drives it over HTTP, [`demo`] runs it all in one process and [`live`] is its page in
+//! `casestudies up`.
 
 pub mod app;
 pub mod batch;
@@ -14,6 +15,7 @@ pub mod commands;
 pub mod demo;
 pub mod events;
 pub mod ingest_api;
+pub mod live;
 pub mod realtime_api;
 pub mod realtime_model;
 pub mod reconcile;

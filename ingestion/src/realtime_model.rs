@@ -10,20 +10,17 @@
 //!
 //! A record that is not a valid [`RealtimeCount`], or whose key is not its
 //! `minute|source|event_type`, goes to `realtime_counts.dlq` (application
-//! `ingestion-realtime-api`) and is counted. (The follower is MySocialMedia's read-model
-//! follower, `mysocialmedia::read_model::follow`, with this module's apply.)
+//! `ingestion-realtime-api`) and is counted. (The reader is [`shared::follow`], as for
+//! MySocialMedia's feed, with this module's apply.)
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use shared::Kafka;
 use shared::consumer::PayloadKey;
-use shared::dlq::{self, DeadLetterKind, Letter};
-use shared::{EventProducer, Kafka};
+use shared::follow::{Progress, follow};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{RealtimeCount, Source, count_key, validate_event_type};
@@ -33,26 +30,6 @@ use crate::topics::REALTIME_COUNTS;
 pub const APPLICATION: &str = "ingestion-realtime-api";
 /// Minutes kept in memory behind the newest one: a day.
 pub const KEEP_MINUTES: i64 = 24 * 60;
-
-/// How far the follower has read, and what it rejected.
-#[derive(Debug, Default)]
-pub struct Progress {
-    caught_up: AtomicBool,
-    applied: AtomicU64,
-    dead_lettered: AtomicU64,
-}
-
-impl Progress {
-    pub fn is_caught_up(&self) -> bool {
-        self.caught_up.load(Ordering::Relaxed)
-    }
-    pub fn applied(&self) -> u64 {
-        self.applied.load(Ordering::Relaxed)
-    }
-    pub fn dead_lettered(&self) -> u64 {
-        self.dead_lettered.load(Ordering::Relaxed)
-    }
-}
 
 /// (minute start in ms, source, event type): the table's key, in an order where a range of
 /// minutes is a range of the map.
@@ -73,6 +50,7 @@ impl RealtimeModel {
         follow(
             kafka,
             &kafka.topic(&REALTIME_COUNTS),
+            APPLICATION,
             shutdown,
             Arc::clone(&model.progress),
             move |message| reader.apply(message),
@@ -162,92 +140,6 @@ impl RealtimeModel {
     pub fn is_caught_up(&self) -> bool {
         self.progress.is_caught_up()
     }
-}
-
-/// Reads every partition of `topic` from the beginning and hands each record to `apply`, until
-/// `shutdown`; a record `apply` refuses goes to `<topic>.dlq` with its reason. `progress` says
-/// when what the topic held at the start has been read.
-async fn follow(
-    kafka: &Kafka,
-    topic: &str,
-    shutdown: CancellationToken,
-    progress: Arc<Progress>,
-    mut apply: impl FnMut(&OwnedMessage) -> Result<(), String> + Send + 'static,
-) -> anyhow::Result<()> {
-    let application = format!("{}{APPLICATION}", kafka.prefix());
-    let consumer: StreamConsumer = kafka
-        .consumer_config()
-        .set("group.id", &application)
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let producer = EventProducer::new(kafka)?;
-    let (consumer, ends) = tokio::task::spawn_blocking({
-        let topic = topic.to_owned();
-        move || -> anyhow::Result<(StreamConsumer, HashMap<i32, i64>)> {
-            let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
-            let partitions = metadata
-                .topics()
-                .first()
-                .map_or(0, |t| t.partitions().len() as i32);
-            anyhow::ensure!(partitions > 0, "topic {topic} does not exist");
-            let mut tpl = TopicPartitionList::new();
-            let mut ends = HashMap::new();
-            for p in 0..partitions {
-                tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
-                let (_, high) =
-                    shared::kafka::watermarks(&consumer, &topic, p, Duration::from_secs(30))?;
-                if high > 0 {
-                    ends.insert(p, high);
-                }
-            }
-            consumer.assign(&tpl)?;
-            Ok((consumer, ends))
-        }
-    })
-    .await??;
-    if ends.is_empty() {
-        progress.caught_up.store(true, Ordering::Relaxed);
-    }
-    tokio::spawn(async move {
-        let mut behind = ends;
-        loop {
-            let message = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                message = consumer.recv() => message,
-            };
-            let message = match message {
-                Ok(message) => message.detach(),
-                Err(err) => {
-                    tracing::warn!(%err, %application, "consumer error");
-                    continue;
-                }
-            };
-            match apply(&message) {
-                Ok(()) => {
-                    progress.applied.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(reason) => {
-                    let letter =
-                        Letter::new(&message, &application, DeadLetterKind::Decode, &reason);
-                    while let Err(err) = dlq::send(&producer, &letter).await {
-                        tracing::warn!(%err, %application, "dead letter not sent; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                    progress.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            if behind
-                .get(&message.partition())
-                .is_some_and(|end| message.offset() + 1 >= *end)
-            {
-                behind.remove(&message.partition());
-                if behind.is_empty() {
-                    progress.caught_up.store(true, Ordering::Relaxed);
-                }
-            }
-        }
-    });
-    Ok(())
 }
 
 #[cfg(test)]

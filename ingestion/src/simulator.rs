@@ -14,7 +14,8 @@
 //! * **Bad lines**: a [`SimulatorOptions::bad_share`] of lines is broken (an event type with
 //!   spaces, a missing actor, not JSON): the API rejects those lines and publishes the rest.
 //!
-//! Events are generated every [`TICK`] at the rate of the moment and sent in batches of at most
+//! Events are generated every [`TICK`] at the rate of the moment (`--rate`, or `casestudies up`'s
+//! knob, read every tick; 0 pauses) and sent in batches of at most
 //! [`SimulatorOptions::batch`] lines, at most [`MAX_IN_FLIGHT`] batches awaiting an answer.
 //! Every choice comes from one generator seeded by [`SimulatorOptions::seed`].
 
@@ -162,6 +163,7 @@ impl SimulationArgs {
         Ok(SimulatorOptions {
             api,
             rate: self.rate,
+            knob: None,
             batch: self.batch,
             burst: Burst {
                 every: self.burst_every,
@@ -176,18 +178,40 @@ impl SimulationArgs {
     }
 }
 
+impl Default for SimulationArgs {
+    /// The command line's defaults.
+    fn default() -> Self {
+        use clap::{Args, FromArgMatches};
+        let matches = SimulationArgs::augment_args(clap::Command::new("simulate"))
+            .try_get_matches_from(["simulate"])
+            .expect("the defaults parse");
+        SimulationArgs::from_arg_matches(&matches).expect("the defaults parse")
+    }
+}
+
 /// What the simulator does.
 #[derive(Debug, Clone)]
 pub struct SimulatorOptions {
     /// The ingest API's base URL.
     pub api: String,
+    /// Events per second outside bursts, unless [`SimulatorOptions::knob`] is set.
     pub rate: f64,
+    /// Events per second outside bursts, read as it goes (`casestudies up`'s knob; 0 pauses);
+    /// when `None`, [`SimulatorOptions::rate`].
+    pub knob: Option<shared::live::Knob>,
     pub batch: usize,
     pub burst: Burst,
     pub bad_share: f64,
     pub users: usize,
     pub devices: usize,
     pub seed: u64,
+}
+
+impl SimulatorOptions {
+    /// Events per second outside bursts, now.
+    pub fn base_rate(&self) -> f64 {
+        self.knob.as_ref().map_or(self.rate, |k| k.get())
+    }
 }
 
 /// What happened so far.
@@ -312,7 +336,7 @@ pub async fn simulate(
             _ = ticker.tick() => {}
         }
         let now = Instant::now();
-        let rate = options.rate * options.burst.multiplier(started.elapsed());
+        let rate = options.base_rate() * options.burst.multiplier(started.elapsed());
         owed += rate * (now - last).as_secs_f64();
         last = now;
         let n = owed.floor() as usize;
@@ -497,6 +521,21 @@ mod tests {
             crate::ingest_api::parse_batch(body.as_bytes(), Utc::now()).unwrap();
         assert!(events.is_empty());
         assert_eq!(rejected.len(), 30);
+    }
+
+    #[test]
+    fn the_knob_sets_the_rate_as_it_goes() {
+        let defaults = SimulationArgs::default();
+        assert_eq!((defaults.rate, defaults.batch), (200.0, 500));
+        let knob = shared::live::Knob::new("events/s", 50.0, 0.0, 5000.0);
+        let live = SimulatorOptions {
+            knob: Some(knob.clone()),
+            ..defaults.options("http://x".into()).unwrap()
+        };
+        assert_eq!(live.base_rate(), 50.0);
+        knob.set(0.0).unwrap();
+        assert_eq!(live.base_rate(), 0.0, "0 pauses");
+        assert_eq!(options().base_rate(), 10.0, "no knob: --rate");
     }
 
     #[test]

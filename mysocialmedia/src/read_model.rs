@@ -1,5 +1,6 @@
 //! The query side's local state: `posts_with_counts` — a compacted topic, i.e. a table —
-//! materialized in memory by every process that answers queries, then kept current.
+//! materialized in memory by every process that answers queries, then kept current
+//! ([`shared::follow`]).
 //!
 //! Every instance reads **every** partition (no consumer group), because the feed is a global
 //! view: "the newest posts" spans all partitions, and any instance answers any query from its
@@ -15,17 +16,14 @@
 //! A record that is not a valid [`PostWithCounts`], or whose key is not its `post_id`, goes to
 //! `posts_with_counts.dlq` (application `mysocialmedia-refresh-feed`) and is counted.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use shared::Kafka;
 use shared::consumer::PayloadKey;
-use shared::dlq::{self, DeadLetterKind, Letter};
-use shared::{EventProducer, Kafka};
+use shared::follow::{Progress, follow};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -34,119 +32,6 @@ use crate::topics::POSTS_WITH_COUNTS;
 
 /// The name on its dead letters and its (never committed) consumer group.
 pub const APPLICATION: &str = "mysocialmedia-refresh-feed";
-
-/// How far a follower has read, and what it rejected.
-#[derive(Debug, Default)]
-pub struct Progress {
-    caught_up: AtomicBool,
-    applied: AtomicU64,
-    dead_lettered: AtomicU64,
-}
-
-impl Progress {
-    /// Whether the follower has read what the topic held when it started.
-    pub fn is_caught_up(&self) -> bool {
-        self.caught_up.load(Ordering::Relaxed)
-    }
-    /// Records applied so far.
-    pub fn applied(&self) -> u64 {
-        self.applied.load(Ordering::Relaxed)
-    }
-    pub fn dead_lettered(&self) -> u64 {
-        self.dead_lettered.load(Ordering::Relaxed)
-    }
-}
-
-/// Reads every partition of `topic` from the beginning and hands each record to `apply`, until
-/// `shutdown`; a record `apply` refuses goes to `<topic>.dlq` with its reason, named
-/// `application`. `progress` says when what the topic held at the start has been read.
-pub async fn follow(
-    kafka: &Kafka,
-    topic: &str,
-    application: &'static str,
-    shutdown: CancellationToken,
-    progress: Arc<Progress>,
-    mut apply: impl FnMut(&OwnedMessage) -> Result<(), String> + Send + 'static,
-) -> anyhow::Result<()> {
-    // Named like a streams application: prefixed.
-    let application = format!("{}{application}", kafka.prefix());
-    let consumer: StreamConsumer = kafka
-        .consumer_config()
-        .set("group.id", &application)
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let producer = EventProducer::new(kafka)?;
-    // Where "caught up" is: the end of each partition now.
-    let (consumer, ends) = tokio::task::spawn_blocking({
-        let topic = topic.to_owned();
-        move || -> anyhow::Result<(StreamConsumer, HashMap<i32, i64>)> {
-            let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
-            let partitions = metadata
-                .topics()
-                .first()
-                .map_or(0, |t| t.partitions().len() as i32);
-            anyhow::ensure!(partitions > 0, "topic {topic} does not exist");
-            let mut tpl = TopicPartitionList::new();
-            let mut ends = HashMap::new();
-            for p in 0..partitions {
-                tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
-                let (_, high) =
-                    shared::kafka::watermarks(&consumer, &topic, p, Duration::from_secs(30))?;
-                if high > 0 {
-                    ends.insert(p, high);
-                }
-            }
-            consumer.assign(&tpl)?;
-            Ok((consumer, ends))
-        }
-    })
-    .await??;
-    if ends.is_empty() {
-        progress.caught_up.store(true, Ordering::Relaxed);
-    }
-    tokio::spawn(async move {
-        let mut behind = ends;
-        loop {
-            let message = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                message = consumer.recv() => message,
-            };
-            let message = match message {
-                Ok(message) => message.detach(),
-                Err(err) => {
-                    tracing::warn!(%err, %application, "consumer error");
-                    continue;
-                }
-            };
-            match apply(&message) {
-                Ok(()) => {
-                    progress.applied.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(reason) => {
-                    let letter =
-                        Letter::new(&message, &application, DeadLetterKind::Decode, &reason);
-                    // Retried until the broker takes it: a bad record is never lost silently.
-                    while let Err(err) = dlq::send(&producer, &letter).await {
-                        tracing::warn!(%err, %application, "dead letter not sent; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                    progress.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            if behind
-                .get(&message.partition())
-                .is_some_and(|end| message.offset() + 1 >= *end)
-            {
-                behind.remove(&message.partition());
-                if behind.is_empty() {
-                    progress.caught_up.store(true, Ordering::Relaxed);
-                    tracing::info!(%application, topic = message.topic(), "caught up");
-                }
-            }
-        }
-    });
-    Ok(())
-}
 
 /// `posts_with_counts`, in memory.
 pub struct ReadModel {

@@ -1,5 +1,5 @@
 //! **Trending feed service** (consumer, query side): the trending board for the website, from
-//! `trending_posts`, followed in this process ([`crate::read_model::follow`]).
+//! `trending_posts`, followed in this process ([`shared::follow`]).
 //!
 //! `GET /v1/trending` answers the board of the newest window — while it is open, the latest
 //! update (`final: false`); `GET /v1/trending?final=true` the newest final board. A record for
@@ -14,11 +14,11 @@ use axum::routing::get;
 use rdkafka::Message;
 use serde::Deserialize;
 use shared::consumer::PayloadKey;
+use shared::follow::{Progress, follow};
 use shared::http::{ApiError, Json};
 use utoipa::IntoParams;
 
 use crate::events::TrendingPosts;
-use crate::read_model::{Progress, follow};
 use crate::topics::TRENDING_POSTS;
 
 /// The name on its dead letters.

@@ -13,6 +13,7 @@
 //! | [`topics`]    | [`TopicSpec`]: name, key, partitions, retention, cleanup, producers/consumers |
 //! | [`provision`] | creating missing topics (and their dead-letter topics), idempotently          |
 //! | [`event`]     | the [`Event`] trait: every record is a fact with an id and an event time      |
+//! | [`follow`]    | a query side's in-memory copy of a compacted topic: every partition, no group  |
 //! | [`properties`]| Kafka Connect–style `.properties` files, errors naming the key                |
 //! | [`producer`]  | typed, idempotent publishing with `acks=all` and standard headers             |
 //! | [`service`]   | the service scaffold: services, one process per selection, the whole CLI      |
@@ -38,6 +39,7 @@ pub mod consumer;
 pub mod dlq;
 pub mod embedded;
 pub mod event;
+pub mod follow;
 pub mod http;
 pub mod kafka;
 pub mod lag;

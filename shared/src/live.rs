@@ -56,7 +56,8 @@ impl Knob {
 #[derive(Clone, Debug, Serialize)]
 pub struct QuerySpec {
     pub name: &'static str,
-    /// The route, with `{param}` placeholders: `/v1/users/{user}/resume/{show}`.
+    /// The route, with `{param}` placeholders: `/v1/users/{user}/resume/{show}`; it may end in a
+    /// query string with placeholders too (`/v1/counts?from={from}`), which the page fills in.
     pub path: &'static str,
     pub params: Vec<QueryParam>,
 }
@@ -68,11 +69,16 @@ pub struct QueryParam {
 }
 
 impl QuerySpec {
-    /// Whether `path` is this route with its placeholders filled by one safe segment each.
+    /// Whether `path` is this route with its placeholders filled by one safe segment each (a
+    /// query string, the route's or another, is the service's to check).
     pub fn matches(&self, path: &str) -> bool {
         let (path, _query) = path.split_once('?').unwrap_or((path, ""));
+        let route = self
+            .path
+            .split_once('?')
+            .map_or(self.path, |(route, _)| route);
         let (want, got): (Vec<&str>, Vec<&str>) =
-            (self.path.split('/').collect(), path.split('/').collect());
+            (route.split('/').collect(), path.split('/').collect());
         want.len() == got.len()
             && want.iter().zip(&got).all(|(w, g)| {
                 if w.starts_with('{') && w.ends_with('}') {
@@ -204,5 +210,13 @@ mod tests {
         assert!(!query.matches("/healthz"));
         assert!(!query.matches("http://elsewhere/v1/users/a/resume/b"));
         assert!(!query.matches("/v1/users/a/resume/b#x"));
+        let counts = QuerySpec {
+            name: "counts from a time",
+            path: "/v1/counts?from={from}",
+            params: Vec::new(),
+        };
+        assert!(counts.matches("/v1/counts?from=2026-03-01T12%3A00%3A00Z"));
+        assert!(counts.matches("/v1/counts"));
+        assert!(!counts.matches("/v1/counts/x?from=a"));
     }
 }

@@ -28,7 +28,16 @@ async fn every_running_case_study_is_listed_with_its_graph() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["movieflix", "gettaxi", "mysocialmedia", "mybank"]);
+    assert_eq!(
+        names,
+        [
+            "movieflix",
+            "gettaxi",
+            "mysocialmedia",
+            "mybank",
+            "ingestion"
+        ]
+    );
     assert_eq!(
         list[0]["stores"]["resuming-service"],
         json!(["resume_points"]),
@@ -323,7 +332,7 @@ async fn rates_lags_and_health_are_live() {
         Some(s.clone())
     })
     .await;
-    for case_study in ["movieflix", "mybank"] {
+    for case_study in ["movieflix", "mybank", "ingestion"] {
         let now = &snapshot["case_studies"][case_study];
         let services = now["services"].as_object().unwrap();
         assert!(!services.is_empty());
@@ -339,6 +348,17 @@ async fn rates_lags_and_health_are_live() {
         }
         assert!(now["view"].as_array().is_some_and(|v| !v.is_empty()));
     }
+    // Ingestion's view: the speed layer's minutes, counted from what its simulator sent.
+    snapshot_until(
+        up,
+        Duration::from_secs(60),
+        "ingestion's per-minute counts in its view",
+        |s| {
+            let rows = s["case_studies"]["ingestion"]["view"][0]["rows"].as_array()?;
+            (!rows.is_empty()).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
