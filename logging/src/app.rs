@@ -1,7 +1,7 @@
-//! Logging on the service scaffold ([`shared::service`]). It has no services yet (issue #23
-//! builds them, one file per box of the slide in `README.md`), yet its command line is whole:
-//! `logging all` provisions [`topics::ALL`] and serves `/healthz`, `/readyz`, `/metrics` and
-//! `/openapi.json`. A service joins by one line in `services` below.
+//! Logging on the service scaffold ([`shared::service`]): its services in start order, its own
+//! commands, and the API every Logging process serves (`/openapi.json`). `main.rs` is
+//! `cli::main::<Logging>()`; tests start services with [`shared::service::cli::start`], the same
+//! way. A service joins by one line in `services` below.
 
 use axum::Router;
 use shared::service::CaseStudy;
@@ -10,7 +10,7 @@ use shared::{Kafka, KafkaArgs};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
-use crate::topics;
+use crate::{log_parser, topics};
 
 /// Logging, as the scaffold runs it.
 pub struct Logging;
@@ -25,7 +25,7 @@ impl CaseStudyCli for Logging {
         CaseStudy {
             name: topics::CASE_STUDY,
             topics: topics::ALL,
-            services: vec![],
+            services: vec![Box::new(log_parser::Service)],
             routes: |_| Router::new(),
             openapi: ApiDoc::openapi,
         }

@@ -1,8 +1,11 @@
 //! Logging and metrics: log forwarders and metric collectors → `application_logs` /
-//! `application_metrics` → sinks and aggregation.
+//! `application_metrics` → parsing, sinks and aggregation.
 //!
-//! [`topics`] lists the topics; [`app`] is the case study on the service scaffold; the services
-//! come one file per box of the architecture slide (`README.md`).
+//! [`topics`] lists the topics (the slide in code), [`events`] the records and the rules every
+//! reader applies; one file per box of the architecture slide (`README.md`): the [`log_parser`]
+//! (streams). [`app`] is the case study on the service scaffold.
 
 pub mod app;
+pub mod events;
+pub mod log_parser;
 pub mod topics;
