@@ -1,11 +1,12 @@
 //! Logging on the service scaffold ([`shared::service`]): its services in start order, its own
 //! commands, and the API every Logging process serves (`/openapi.json`). `main.rs` is
 //! `cli::main::<Logging>()`; tests start services with [`shared::service::cli::start`], the same
-//! way. A service joins by one line in `services` below.
+//! way. The forwarder is a command (`logging forward`), not a service: it runs next to the
+//! applications whose logs it reads. A service joins by one line in `services` below.
 
 use axum::Router;
 use shared::service::CaseStudy;
-use shared::service::cli::{CaseStudyCli, Dirs, NoCommand, NoOptions};
+use shared::service::cli::{CaseStudyCli, Dirs, NoOptions};
 use shared::{Kafka, KafkaArgs};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
@@ -18,7 +19,7 @@ pub struct Logging;
 impl CaseStudyCli for Logging {
     type Resources = ();
     type Options = NoOptions;
-    type Command = NoCommand;
+    type Command = crate::commands::Command;
     const ABOUT: &'static str = "Logging: log forwarders and metric collectors into Kafka; parsing, rollups, search, alerts";
 
     fn case_study() -> CaseStudy<()> {
@@ -36,11 +37,11 @@ impl CaseStudyCli for Logging {
     }
 
     async fn command(
-        command: NoCommand,
-        _: &KafkaArgs,
-        _: CancellationToken,
+        command: crate::commands::Command,
+        kafka: &KafkaArgs,
+        stop: CancellationToken,
     ) -> anyhow::Result<()> {
-        match command {}
+        crate::commands::run(command, kafka, stop).await
     }
 }
 

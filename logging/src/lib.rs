@@ -2,10 +2,13 @@
 //! `application_metrics` → parsing, sinks and aggregation.
 //!
 //! [`topics`] lists the topics (the slide in code), [`events`] the records and the rules every
-//! reader applies; one file per box of the architecture slide (`README.md`): the [`log_parser`]
-//! (streams). [`app`] is the case study on the service scaffold.
+//! reader applies; one file per box of the architecture slide (`README.md`): our log
+//! [`forwarder`] (the `forward` command, [`commands`]) and the [`log_parser`] (streams). [`app`]
+//! is the case study on the service scaffold.
 
 pub mod app;
+pub mod commands;
 pub mod events;
+pub mod forwarder;
 pub mod log_parser;
 pub mod topics;

@@ -1,6 +1,8 @@
 //! Logging end to end, on the broker the testkit picks (`CASESTUDIES_TEST_KAFKA`): the log
-//! parser started as the binary starts it, its results read back from the topics.
+//! parser started as the binary starts it, the forwarder as `logging forward` starts it, and
+//! their results read back from the topics.
 
+mod forwarder;
 mod parser;
 
 use std::path::Path;
@@ -13,6 +15,8 @@ use rdkafka::message::OwnedMessage;
 use shared::service::Process;
 use shared::service::cli::{NoOptions, ServeArgs};
 use shared::testkit::TestKafka;
+
+pub use shared::testkit::eventually;
 
 /// How long a test waits for records: generous, the machine may be busy.
 pub const WAIT: Duration = Duration::from_secs(60);
