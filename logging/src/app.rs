@@ -1,16 +1,17 @@
-//! Logging on the service scaffold ([`shared::service`]). It has no services yet (issue #23
-//! builds them, one file per box of the slide in `README.md`), yet its command line is whole:
-//! `logging all` provisions [`topics::ALL`] and serves `/healthz`, `/readyz`, `/metrics` and
-//! `/openapi.json`. A service joins by one line in `services` below.
+//! Logging on the service scaffold ([`shared::service`]): its services in start order, its own
+//! commands, and the API every Logging process serves (`/openapi.json`). `main.rs` is
+//! `cli::main::<Logging>()`; tests start services with [`shared::service::cli::start`], the same
+//! way. The forwarder is a command (`logging forward`), not a service: it runs next to the
+//! applications whose logs it reads. A service joins by one line in `services` below.
 
 use axum::Router;
 use shared::service::CaseStudy;
-use shared::service::cli::{CaseStudyCli, Dirs, NoCommand, NoOptions};
+use shared::service::cli::{CaseStudyCli, Dirs, NoOptions};
 use shared::{Kafka, KafkaArgs};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
-use crate::topics;
+use crate::{log_parser, topics};
 
 /// Logging, as the scaffold runs it.
 pub struct Logging;
@@ -18,14 +19,14 @@ pub struct Logging;
 impl CaseStudyCli for Logging {
     type Resources = ();
     type Options = NoOptions;
-    type Command = NoCommand;
+    type Command = crate::commands::Command;
     const ABOUT: &'static str = "Logging: log forwarders and metric collectors into Kafka; parsing, rollups, search, alerts";
 
     fn case_study() -> CaseStudy<()> {
         CaseStudy {
             name: topics::CASE_STUDY,
             topics: topics::ALL,
-            services: vec![],
+            services: vec![Box::new(log_parser::Service)],
             routes: |_| Router::new(),
             openapi: ApiDoc::openapi,
         }
@@ -36,11 +37,11 @@ impl CaseStudyCli for Logging {
     }
 
     async fn command(
-        command: NoCommand,
-        _: &KafkaArgs,
-        _: CancellationToken,
+        command: crate::commands::Command,
+        kafka: &KafkaArgs,
+        stop: CancellationToken,
     ) -> anyhow::Result<()> {
-        match command {}
+        crate::commands::run(command, kafka, stop).await
     }
 }
 

@@ -1,8 +1,14 @@
 //! Logging and metrics: log forwarders and metric collectors → `application_logs` /
-//! `application_metrics` → sinks and aggregation.
+//! `application_metrics` → parsing, sinks and aggregation.
 //!
-//! [`topics`] lists the topics; [`app`] is the case study on the service scaffold; the services
-//! come one file per box of the architecture slide (`README.md`).
+//! [`topics`] lists the topics (the slide in code), [`events`] the records and the rules every
+//! reader applies; one file per box of the architecture slide (`README.md`): our log
+//! [`forwarder`] (the `forward` command, [`commands`]) and the [`log_parser`] (streams). [`app`]
+//! is the case study on the service scaffold.
 
 pub mod app;
+pub mod commands;
+pub mod events;
+pub mod forwarder;
+pub mod log_parser;
 pub mod topics;

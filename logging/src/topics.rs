@@ -1,8 +1,8 @@
 //! Every topic of the logging and metrics case study (the architecture slide, in code).
 //!
 //! ```text
-//! log forwarders ─▶ application_logs ─────┬─▶ sinks (log store) and aggregation
-//! metric collectors ─▶ application_metrics ┘
+//! log forwarders ─▶ application_logs ─▶ log parser ─▶ parsed_logs ─▶ sinks (log store) and aggregation
+//! metric collectors ─▶ application_metrics ─▶ sinks and aggregation
 //! ```
 
 use shared::{Cleanup, Retention, TopicSpec};
@@ -19,7 +19,7 @@ pub const APPLICATION_LOGS: TopicSpec = TopicSpec {
     cleanup: Cleanup::Delete,
     purpose: "log lines from log forwarders, keyed so one host's lines stay in order",
     producers: &["log forwarders"],
-    consumers: &["log sink", "log aggregation"],
+    consumers: &["log parser"],
 };
 
 /// Metric samples from every application and host.
@@ -35,4 +35,21 @@ pub const APPLICATION_METRICS: TopicSpec = TopicSpec {
     consumers: &["metrics sink", "metrics aggregation"],
 };
 
-pub const ALL: &[TopicSpec] = &[APPLICATION_LOGS, APPLICATION_METRICS];
+/// Every line of `application_logs`, normalized ([`crate::events::LogRecord`]): what the sinks
+/// and the log aggregation read.
+pub const PARSED_LOGS: TopicSpec = TopicSpec {
+    case_study: CASE_STUDY,
+    name: "parsed_logs",
+    // The input's key, unchanged: one application's lines from one host stay in order, on the
+    // partition of the same number as on application_logs.
+    key: "application/host (the line's key on application_logs)",
+    partitions: 12,
+    // As long as the raw lines: a sink that fell behind, or a new one, can rebuild from here.
+    retention: Retention::days(7),
+    cleanup: Cleanup::Delete,
+    purpose: "normalized log records (time, host, service, level, message, fields, format); unparsable lines kept with the reason",
+    producers: &["log parser"],
+    consumers: &["log sink", "log aggregation"],
+};
+
+pub const ALL: &[TopicSpec] = &[APPLICATION_LOGS, PARSED_LOGS, APPLICATION_METRICS];

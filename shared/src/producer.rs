@@ -59,6 +59,16 @@ impl EventProducer {
         Ok(EventProducer { producer })
     }
 
+    /// A producer with [`Kafka::producer_config`] plus `properties` (a `KAFKA_*` variable of
+    /// the same name still wins), e.g. a log forwarder's `message.timeout.ms=0`: retry forever.
+    pub fn with_properties(kafka: &Kafka, properties: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut config = kafka.producer_config();
+        kafka.apply_defaults(&mut config, properties);
+        Ok(EventProducer {
+            producer: config.create()?,
+        })
+    }
+
     /// Publishes `event` to `topic` under `key`; the record timestamp is the event time, and the
     /// headers carry `event_id`, `event_type` and `produced_at`.
     pub async fn publish<E: Event>(
@@ -133,6 +143,61 @@ impl EventProducer {
                 source,
             }),
         }
+    }
+
+    /// Hands a raw record to the producer's queue now, in call order, and returns its
+    /// acknowledgement to await later: a caller that must keep its records' order (lines of one
+    /// file) and know which were acknowledged (to advance a read position) enqueues them one
+    /// after another and awaits their acknowledgements together — one round trip for many,
+    /// where awaiting [`EventProducer::send`] for each would cost one each. `Err` when the
+    /// local queue is full (`queue.buffering.max.messages`): the caller waits and tries again.
+    pub fn enqueue(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        timestamp_ms: Option<i64>,
+    ) -> Result<
+        impl std::future::Future<Output = Result<Delivery, ProduceError>> + Send + 'static,
+        ProduceError,
+    > {
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(payload) = payload {
+            record = record.payload(payload);
+        }
+        if let Some(ts) = timestamp_ms {
+            record = record.timestamp(ts);
+        }
+        let topic = topic.to_owned();
+        let delivery =
+            self.producer
+                .send_result(record)
+                .map_err(|(source, _)| ProduceError::Kafka {
+                    topic: topic.clone(),
+                    source,
+                })?;
+        Ok(async move {
+            match delivery.await {
+                Ok(Ok(delivery)) => {
+                    metrics::client()
+                        .produced
+                        .get_or_create(&TopicLabels { topic })
+                        .inc();
+                    Ok(Delivery {
+                        partition: delivery.partition,
+                        offset: delivery.offset,
+                    })
+                }
+                Ok(Err((source, _))) => Err(ProduceError::Kafka { topic, source }),
+                Err(_canceled) => Err(ProduceError::Kafka {
+                    topic,
+                    source: rdkafka::error::KafkaError::Canceled,
+                }),
+            }
+        })
     }
 
     /// Waits until every queued record is acknowledged (call before exiting).

@@ -20,6 +20,7 @@ fn topics_table_lists_every_topic_of_the_case_studies() {
         ("ingestion.raw_events", "actor"),
         ("ingestion.realtime_counts", "minute|source|event_type"),
         ("logging.application_logs", "application/host"),
+        ("logging.parsed_logs", "application/host"),
         ("logging.application_metrics", "application/host"),
     ];
     for (topic, key) in expected {

@@ -1,6 +1,6 @@
-//! The service scaffold gives every case study the same command line and process — also the
-//! one whose services are not built yet: `all` provisions their topics and serves the
-//! operational endpoints, through the same `cli::start` their binaries call.
+//! The service scaffold gives every case study the same command line and process — also one
+//! whose services are only partly built: `all` provisions its topics, starts what it has and
+//! serves the operational endpoints, through the same `cli::start` its binary calls.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -43,9 +43,10 @@ fn every_case_study_has_a_consistent_command_line() {
     check::<logging::app::Logging>();
 }
 
-/// `<case study> all` of a case study with no services yet: its topics exist afterwards, and
-/// the process serves `/healthz`, `/readyz` and its `/openapi.json`.
-async fn starts_with_no_services<C: CaseStudyCli<Options = cli::NoOptions>>(kafka: &TestKafka) {
+/// `<case study> all` of a case study with no options of its own: every service it lists runs,
+/// its topics exist afterwards, and the process serves `/healthz`, `/readyz` and its
+/// `/openapi.json`.
+async fn starts_on_the_scaffold<C: CaseStudyCli<Options = cli::NoOptions>>(kafka: &TestKafka) {
     let dir = tempfile::tempdir().unwrap();
     let case_study = C::case_study();
     let (process, _dirs) = cli::start::<C>(
@@ -56,7 +57,7 @@ async fn starts_with_no_services<C: CaseStudyCli<Options = cli::NoOptions>>(kafk
     )
     .await
     .unwrap();
-    assert!(process.services.is_empty());
+    assert_eq!(process.services, case_study.service_names());
 
     let admin: AdminClient<DefaultClientContext> = kafka.kafka().client_config().create().unwrap();
     let metadata = admin
@@ -92,7 +93,7 @@ async fn starts_with_no_services<C: CaseStudyCli<Options = cli::NoOptions>>(kafk
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn case_studies_not_built_yet_run_on_the_scaffold() {
+async fn case_studies_being_built_run_on_the_scaffold() {
     let kafka = TestKafka::start().await.unwrap();
-    starts_with_no_services::<logging::app::Logging>(&kafka).await;
+    starts_on_the_scaffold::<logging::app::Logging>(&kafka).await;
 }

@@ -1,0 +1,421 @@
+//! The records on Logging's topics, and the rules every reader applies to them.
+//!
+//! **`application_logs`** carries raw log lines: the record value is the line's bytes as a
+//! forwarder read them (no JSON envelope, no trailing newline), the key `application/host`
+//! ([`log_key`]), the record timestamp the time the forwarder read the line. Anything may be
+//! written there (rsyslog, our forwarder, a test): the log parser judges each record.
+//!
+//! **`parsed_logs`** carries one [`LogRecord`] (JSON) per line of `application_logs`, under the
+//! same key:
+//!
+//! | field | what | rule |
+//! |---|---|---|
+//! | `event_id` | `<application_logs topic>/<partition>/<offset>` of the line: a re-parse after a crash gives the same id, so a sink drops the duplicate | not empty |
+//! | `time` | when the line says it happened; the record timestamp when it says nothing (or nothing readable) | — |
+//! | `received_at` | the line's record timestamp on `application_logs` (when it was forwarded) | — |
+//! | `host` | the line's own host (syslog HOSTNAME, JSON `host`), else the key's | [`validate_name`] |
+//! | `service` | the line's own application (syslog APP-NAME, JSON `service`/`app`), else the key's | [`validate_name`] |
+//! | `level` | [`Level`]: syslog severity, JSON `level`, an access log's status | — |
+//! | `message` | the line's message (syslog MSG, JSON `message`/`msg`; an access log's or an unparsed line's whole text) | at most [`MAX_MESSAGE_BYTES`] (longer ones are cut, with a note) |
+//! | `fields` | everything else the line carried (facility, structured data, a JSON line's other keys, an access log's status, path…) | at most [`MAX_FIELDS_BYTES`] as JSON |
+//! | `format` | what it parsed as: [`Format`] | `unparsed` ⇔ a `reason` |
+//! | `reason` | why an `unparsed` line parsed as nothing | — |
+//! | `notes` | what was lost or guessed on the way (bytes that were not UTF-8, a message cut, an unreadable time) | — |
+//!
+//! **Every line is kept**: a line that parses as nothing becomes a record with format
+//! `unparsed`, its text as the message and the reason. Only a record that is not a line at all
+//! (no value; a key that is not UTF-8) is dead-lettered.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use shared::Event;
+
+/// The longest message kept, in bytes: a longer one is cut at a character boundary, and a note
+/// says how long it was. (Splunk's default `TRUNCATE` is 10,000 bytes.)
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// The largest `fields` object, serialized; a larger one is replaced by a note.
+pub const MAX_FIELDS_BYTES: usize = 16 * 1024;
+/// The longest host or service name, in characters.
+pub const MAX_NAME_CHARS: usize = 255;
+
+/// What a line parsed as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// Syslog, RFC 5424 (`<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] MSG`).
+    Rfc5424,
+    /// BSD syslog, RFC 3164 (`<PRI>Mmm dd hh:mm:ss HOST TAG[PID]: MSG`; also without `<PRI>`,
+    /// as in `/var/log/syslog`, and with an RFC 3339 time, as rsyslog writes files).
+    Rfc3164,
+    /// A JSON object (structured application logs).
+    Json,
+    /// An Apache/nginx access log line, common or combined format.
+    AccessLog,
+    /// None of them: kept with the `reason`.
+    Unparsed,
+}
+
+impl Format {
+    pub const ALL: [Format; 5] = [
+        Format::Rfc5424,
+        Format::Rfc3164,
+        Format::Json,
+        Format::AccessLog,
+        Format::Unparsed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Rfc5424 => "rfc5424",
+            Format::Rfc3164 => "rfc3164",
+            Format::Json => "json",
+            Format::AccessLog => "access_log",
+            Format::Unparsed => "unparsed",
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A line's level, on syslog's scale (RFC 5424 severities) plus `trace` below `debug` and
+/// `unknown` for a line that says nothing (or nothing recognizable; its spelling stays in
+/// `fields`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    #[default]
+    Unknown,
+    Trace,
+    Debug,
+    Info,
+    Notice,
+    Warning,
+    Error,
+    Critical,
+    Alert,
+    Emergency,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Unknown => "unknown",
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Notice => "notice",
+            Level::Warning => "warning",
+            Level::Error => "error",
+            Level::Critical => "critical",
+            Level::Alert => "alert",
+            Level::Emergency => "emergency",
+        }
+    }
+
+    /// A syslog severity (0 emergency … 7 debug).
+    pub fn from_severity(severity: u8) -> Level {
+        match severity {
+            0 => Level::Emergency,
+            1 => Level::Alert,
+            2 => Level::Critical,
+            3 => Level::Error,
+            4 => Level::Warning,
+            5 => Level::Notice,
+            6 => Level::Info,
+            7 => Level::Debug,
+            _ => Level::Unknown,
+        }
+    }
+
+    /// A level as applications spell it, case-insensitively: syslog's names and their
+    /// abbreviations (`err`, `crit`, `emerg`), log4j/logback/Python/Go names (`warn`, `fatal`,
+    /// `panic`). `None` for anything else.
+    pub fn from_name(name: &str) -> Option<Level> {
+        Some(match name.trim().to_ascii_lowercase().as_str() {
+            "trace" | "finest" | "finer" => Level::Trace,
+            "debug" | "dbg" | "fine" => Level::Debug,
+            "info" | "information" | "informational" => Level::Info,
+            "notice" => Level::Notice,
+            "warn" | "warning" => Level::Warning,
+            "error" | "err" | "severe" => Level::Error,
+            "critical" | "crit" | "fatal" | "panic" | "dpanic" => Level::Critical,
+            "alert" => Level::Alert,
+            "emergency" | "emerg" => Level::Emergency,
+            _ => return None,
+        })
+    }
+
+    /// A numeric level of pino/bunyan (10 trace, 20 debug, 30 info, 40 warn, 50 error, 60 fatal).
+    pub fn from_number(level: i64) -> Option<Level> {
+        Some(match level {
+            10 => Level::Trace,
+            20 => Level::Debug,
+            30 => Level::Info,
+            40 => Level::Warning,
+            50 => Level::Error,
+            60 => Level::Critical,
+            _ => return None,
+        })
+    }
+
+    /// An HTTP status as an access log's level: 5xx error, 4xx warning, anything else info.
+    pub fn from_status(status: u16) -> Level {
+        match status {
+            500.. => Level::Error,
+            400..=499 => Level::Warning,
+            _ => Level::Info,
+        }
+    }
+
+    /// `error` and worse: what an error rate counts.
+    pub fn is_error(self) -> bool {
+        self >= Level::Error
+    }
+}
+
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One normalized log line on `parsed_logs` (see the module's table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogRecord {
+    pub event_id: String,
+    pub time: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub host: String,
+    pub service: String,
+    pub level: Level,
+    pub message: String,
+    #[serde(default)]
+    pub fields: Map<String, Value>,
+    pub format: Format,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl Event for LogRecord {
+    const TYPE: &'static str = "LogRecord";
+    fn event_id(&self) -> String {
+        self.event_id.clone()
+    }
+    fn event_time(&self) -> DateTime<Utc> {
+        self.time
+    }
+}
+
+impl LogRecord {
+    /// Every rule of the module's table: what the parser guarantees and a sink may rely on.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.event_id.is_empty() {
+            return Err("event_id is empty".into());
+        }
+        validate_name("host", &self.host)?;
+        validate_name("service", &self.service)?;
+        if self.message.len() > MAX_MESSAGE_BYTES {
+            return Err(format!(
+                "message is {} bytes, at most {MAX_MESSAGE_BYTES}",
+                self.message.len()
+            ));
+        }
+        let fields = serde_json::to_vec(&self.fields).map_or(usize::MAX, |json| json.len());
+        if fields > MAX_FIELDS_BYTES {
+            return Err(format!(
+                "fields are {fields} bytes as JSON, at most {MAX_FIELDS_BYTES}"
+            ));
+        }
+        match (self.format, &self.reason) {
+            (Format::Unparsed, None) => Err("an unparsed record must say why (reason)".into()),
+            (Format::Unparsed, Some(reason)) if reason.is_empty() => {
+                Err("an unparsed record's reason is empty".into())
+            }
+            (Format::Unparsed, Some(_)) | (_, None) => Ok(()),
+            (format, Some(reason)) => Err(format!(
+                "a record parsed as {format} has a reason ({reason:?}): only unparsed ones do"
+            )),
+        }
+    }
+}
+
+/// 1–[`MAX_NAME_CHARS`] characters, no control characters, no `/` (the key
+/// `application/host` splits on it).
+pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
+    let chars = name.chars().count();
+    if chars == 0 || chars > MAX_NAME_CHARS {
+        return Err(format!(
+            "{what} must be 1 to {MAX_NAME_CHARS} characters, not {chars}"
+        ));
+    }
+    if let Some(bad) = name.chars().find(|c| c.is_control() || *c == '/') {
+        return Err(format!("{what} {name:?} has {bad:?}"));
+    }
+    Ok(())
+}
+
+/// `name` made valid for [`validate_name`]: control characters and `/` become `_`, at most
+/// [`MAX_NAME_CHARS`] characters, `unknown` when empty.
+pub fn sanitize_name(name: &str) -> String {
+    let clean: String = name
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() || c == '/' { '_' } else { c })
+        .take(MAX_NAME_CHARS)
+        .collect();
+    if clean.is_empty() {
+        "unknown".to_owned()
+    } else {
+        clean
+    }
+}
+
+/// The key of a line on `application_logs` (and of its record on `parsed_logs`):
+/// `application/host`, each part [`sanitize_name`]d, so one host's lines of one application
+/// stay in order on one partition.
+pub fn log_key(application: &str, host: &str) -> String {
+    format!("{}/{}", sanitize_name(application), sanitize_name(host))
+}
+
+/// `application/host` split back: `(application, host)`. A key without `/` is all
+/// application; an empty part is `None`.
+pub fn split_key(key: &str) -> (Option<&str>, Option<&str>) {
+    let (application, host) = match key.split_once('/') {
+        Some((application, host)) => (application, Some(host)),
+        None => (key, None),
+    };
+    fn non_empty(s: &str) -> Option<&str> {
+        (!s.trim().is_empty()).then_some(s)
+    }
+    (non_empty(application), host.and_then(non_empty))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> LogRecord {
+        let now = Utc::now();
+        LogRecord {
+            event_id: "logging.application_logs/0/0".into(),
+            time: now,
+            received_at: now,
+            host: "web-1".into(),
+            service: "checkout".into(),
+            level: Level::Info,
+            message: "hello".into(),
+            fields: Map::new(),
+            format: Format::Json,
+            reason: None,
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn levels_are_ordered_by_severity_and_errors_are_error_and_worse() {
+        assert!(Level::Debug < Level::Info && Level::Warning < Level::Error);
+        assert!(Level::Error.is_error() && Level::Emergency.is_error());
+        assert!(!Level::Warning.is_error() && !Level::Unknown.is_error());
+        assert_eq!(Level::from_severity(3), Level::Error);
+        assert_eq!(Level::from_severity(0), Level::Emergency);
+        assert_eq!(Level::from_severity(9), Level::Unknown);
+        assert_eq!(Level::from_name(" WARN "), Some(Level::Warning));
+        assert_eq!(Level::from_name("fatal"), Some(Level::Critical));
+        assert_eq!(Level::from_name("verbose"), None);
+        assert_eq!(Level::from_number(50), Some(Level::Error));
+        assert_eq!(Level::from_status(503), Level::Error);
+        assert_eq!(Level::from_status(404), Level::Warning);
+        assert_eq!(Level::from_status(302), Level::Info);
+        assert_eq!(
+            serde_json::to_string(&Level::Warning).unwrap(),
+            r#""warning""#
+        );
+        assert_eq!(
+            serde_json::to_string(&Format::AccessLog).unwrap(),
+            r#""access_log""#
+        );
+    }
+
+    #[test]
+    fn a_valid_record_round_trips_and_optional_parts_are_left_out() {
+        let r = record();
+        assert_eq!(r.validate(), Ok(()));
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(
+            !json.contains("reason") && !json.contains("notes"),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<LogRecord>(&json).unwrap(), r);
+    }
+
+    #[test]
+    fn unparsed_records_and_only_they_carry_a_reason() {
+        let unparsed = LogRecord {
+            format: Format::Unparsed,
+            ..record()
+        };
+        assert!(unparsed.validate().unwrap_err().contains("reason"));
+        let with_reason = LogRecord {
+            reason: Some("not a format".into()),
+            ..unparsed
+        };
+        assert_eq!(with_reason.validate(), Ok(()));
+        let parsed_with_reason = LogRecord {
+            format: Format::Rfc5424,
+            ..with_reason
+        };
+        assert!(parsed_with_reason.validate().is_err());
+    }
+
+    #[test]
+    fn sizes_and_names_are_bounded() {
+        let long = LogRecord {
+            message: "x".repeat(MAX_MESSAGE_BYTES + 1),
+            ..record()
+        };
+        assert!(long.validate().unwrap_err().contains("message"));
+        let mut fields = Map::new();
+        fields.insert("x".into(), Value::String("y".repeat(MAX_FIELDS_BYTES)));
+        let wide = LogRecord { fields, ..record() };
+        assert!(wide.validate().unwrap_err().contains("fields"));
+        for (host, reason) in [("", "1 to 255"), ("a/b", "'/'"), ("a\u{0}b", "\\0")] {
+            let bad = LogRecord {
+                host: host.into(),
+                ..record()
+            };
+            assert!(bad.validate().unwrap_err().contains(reason), "{host:?}");
+        }
+        assert_eq!(sanitize_name(" a/b\n "), "a_b");
+        assert_eq!(sanitize_name(""), "unknown");
+        assert_eq!(sanitize_name(&"h".repeat(300)).len(), MAX_NAME_CHARS);
+    }
+
+    #[test]
+    fn keys_are_application_slash_host() {
+        assert_eq!(log_key("checkout", "web-1"), "checkout/web-1");
+        assert_eq!(log_key("a/b", ""), "a_b/unknown");
+        assert_eq!(
+            split_key("checkout/web-1"),
+            (Some("checkout"), Some("web-1"))
+        );
+        assert_eq!(split_key("checkout"), (Some("checkout"), None));
+        assert_eq!(split_key("/web-1"), (None, Some("web-1")));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let mut json = serde_json::to_value(record()).unwrap();
+        json["colour"] = "red".into();
+        assert!(serde_json::from_value::<LogRecord>(json).is_err());
+    }
+}

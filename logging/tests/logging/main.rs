@@ -1,0 +1,47 @@
+//! Logging end to end, on the broker the testkit picks (`CASESTUDIES_TEST_KAFKA`): the log
+//! parser started as the binary starts it, the forwarder as `logging forward` starts it, and
+//! their results read back from the topics.
+
+mod forwarder;
+mod parser;
+
+use std::path::Path;
+use std::time::Duration;
+
+use logging::app::Logging;
+use logging::events::LogRecord;
+use rdkafka::Message;
+use rdkafka::message::OwnedMessage;
+use shared::service::Process;
+use shared::service::cli::{NoOptions, ServeArgs};
+use shared::testkit::TestKafka;
+
+pub use shared::testkit::eventually;
+
+/// How long a test waits for records: generous, the machine may be busy.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Starts Logging's services (the log parser) on `kafka`, on a free port: through the same entry
+/// point as the binary.
+pub async fn spawn(kafka: &TestKafka, dir: &Path) -> Process {
+    let serve = ServeArgs::for_tests(dir);
+    shared::service::cli::start::<Logging>(kafka.kafka(), &[], &serve, &NoOptions {})
+        .await
+        .unwrap()
+        .0
+}
+
+/// A record's key as text.
+pub fn key(message: &OwnedMessage) -> Option<String> {
+    message
+        .key()
+        .map(|k| String::from_utf8(k.to_vec()).expect("a UTF-8 key"))
+}
+
+/// A record of `parsed_logs`, decoded and checked against the rules.
+pub fn parsed(message: &OwnedMessage) -> LogRecord {
+    let record: LogRecord =
+        serde_json::from_slice(message.payload().expect("a payload")).expect("a LogRecord");
+    assert_eq!(record.validate(), Ok(()), "{record:#?}");
+    record
+}
