@@ -300,6 +300,86 @@ pub fn split_key(key: &str) -> (Option<&str>, Option<&str>) {
     (non_empty(application), host.and_then(non_empty))
 }
 
+/// The start of the minute (UTC) `at_ms` is in.
+pub fn minute_of(at_ms: i64) -> i64 {
+    at_ms.div_euclid(60_000) * 60_000
+}
+
+/// A minute as keys spell it: `2026-03-01T12:00Z`.
+pub fn minute_label(minute_ms: i64) -> String {
+    DateTime::from_timestamp_millis(minute_ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%MZ")
+        .to_string()
+}
+
+/// The key of a log rollup on `log_rollups`: `service|minute` (`checkout|2026-03-01T12:00Z`).
+pub fn rollup_key(service: &str, minute_ms: i64) -> String {
+    format!("{service}|{}", minute_label(minute_ms))
+}
+
+/// **`log_rollups`**: one service's log lines in one minute of event time (the lines' `time`),
+/// under [`rollup_key`]. Compacted: the latest record of a key is the answer.
+///
+/// * `lines` — every line of the service whose time is in `[minute, minute + 1 min)` and that
+///   arrived before the minute closed; `levels` splits them by [`Level`] (levels with no line
+///   are left out).
+/// * `errors` — lines of level `error` or worse ([`Level::is_error`]: error, critical, alert,
+///   emergency); `warning` is not an error. `error_rate` = `errors / lines` (0 when no lines).
+/// * `final` — false while the minute is open; true once it closed (stream time ≥ the minute's
+///   end + the grace period): the counts never change again.
+/// * `late` — lines for this minute that arrived after it closed: not in the counts, counted
+///   here (the rollup is sent again, still final, with `late` raised).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct LogRollup {
+    pub service: String,
+    pub minute: DateTime<Utc>,
+    pub lines: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub levels: std::collections::BTreeMap<Level, u64>,
+    pub late: u64,
+    #[serde(rename = "final")]
+    pub is_final: bool,
+}
+
+impl LogRollup {
+    pub fn key(&self) -> String {
+        rollup_key(&self.service, self.minute.timestamp_millis())
+    }
+}
+
+/// What happened to an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    Firing,
+    Resolved,
+}
+
+/// **`alerts`**, keyed by service: an alert firing, and later the same alert (`alert_id`)
+/// resolved. See [`crate::alerting`] for the rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// `service|first minute of the run that fired it`: the firing and its resolution share it.
+    pub alert_id: String,
+    pub service: String,
+    pub state: AlertState,
+    /// The rule's name: `error_rate`.
+    pub rule: String,
+    /// The first minute over the threshold (of the run that fired).
+    pub since: DateTime<Utc>,
+    /// The minute that decided: the N-th over the threshold (firing), the first not over it
+    /// (resolved).
+    pub minute: DateTime<Utc>,
+    /// The error rate and lines of `minute` (0 and 0 for a minute without lines).
+    pub error_rate: f64,
+    pub lines: u64,
+    pub threshold: f64,
+    pub minutes: u32,
+    pub min_lines: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! parser started as the binary starts it, the forwarder as `logging forward` starts it, and
 //! their results read back from the topics.
 
+mod aggregation;
 mod forwarder;
 mod parser;
 
