@@ -13,4 +13,5 @@ pub mod events;
 pub mod forwarder;
 pub mod log_aggregation;
 pub mod log_parser;
+pub mod metrics_aggregation;
 pub mod topics;

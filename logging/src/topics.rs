@@ -69,6 +69,21 @@ pub const LOG_ROLLUPS: TopicSpec = TopicSpec {
     consumers: &["dashboard"],
 };
 
+/// Per series per minute of the samples' time: count, sum, min, max, mean, p50/p99
+/// ([`crate::events::MetricRollup`]).
+pub const METRIC_ROLLUPS: TopicSpec = TopicSpec {
+    case_study: CASE_STUDY,
+    name: "metric_rollups",
+    key: "series|minute (name{labels}|2026-03-01T12:00Z)",
+    partitions: 12,
+    // Compacted: the final rollup of each series and minute stays, 30 days.
+    retention: Retention::days(30),
+    cleanup: Cleanup::CompactDelete,
+    purpose: "per series per minute: count, sum, min, max, mean, p50/p99; series over the cardinality cap in an overflow series",
+    producers: &["metrics aggregation"],
+    consumers: &["dashboard"],
+};
+
 /// Alerts firing and resolved ([`crate::events::Alert`]).
 pub const ALERTS: TopicSpec = TopicSpec {
     case_study: CASE_STUDY,
@@ -87,5 +102,6 @@ pub const ALL: &[TopicSpec] = &[
     PARSED_LOGS,
     APPLICATION_METRICS,
     LOG_ROLLUPS,
+    METRIC_ROLLUPS,
     ALERTS,
 ];

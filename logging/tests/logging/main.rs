@@ -4,6 +4,7 @@
 
 mod aggregation;
 mod forwarder;
+mod metrics;
 mod parser;
 
 use std::path::Path;
