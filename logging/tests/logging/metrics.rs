@@ -186,7 +186,7 @@ async fn metric_rollups_exact_and_within_the_sketch_error_with_the_cardinality_c
     assert_eq!(kept.len(), DEFAULT_SERIES_CAP as usize);
     assert!(
         kept.iter()
-            .all(|r| r.count == 1 && r.labels["user"] < "u1000".to_owned())
+            .all(|r| r.count == 1 && r.labels["user"].as_str() < "u1000")
     );
     assert_eq!(overflow.len(), 1, "{overflow:?}");
     let overflow = overflow[0];
