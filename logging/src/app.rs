@@ -11,7 +11,7 @@ use shared::{Kafka, KafkaArgs};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
-use crate::{log_parser, topics};
+use crate::{log_aggregation, log_parser, metrics_aggregation, topics};
 
 /// Logging, as the scaffold runs it.
 pub struct Logging;
@@ -26,7 +26,11 @@ impl CaseStudyCli for Logging {
         CaseStudy {
             name: topics::CASE_STUDY,
             topics: topics::ALL,
-            services: vec![Box::new(log_parser::Service)],
+            services: vec![
+                Box::new(log_parser::Service),
+                Box::new(log_aggregation::Service),
+                Box::new(metrics_aggregation::Service),
+            ],
             routes: |_| Router::new(),
             openapi: ApiDoc::openapi,
         }

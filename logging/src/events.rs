@@ -300,6 +300,284 @@ pub fn split_key(key: &str) -> (Option<&str>, Option<&str>) {
     (non_empty(application), host.and_then(non_empty))
 }
 
+/// The start of the minute (UTC) `at_ms` is in.
+pub fn minute_of(at_ms: i64) -> i64 {
+    at_ms.div_euclid(60_000) * 60_000
+}
+
+/// A minute as keys spell it: `2026-03-01T12:00Z`.
+pub fn minute_label(minute_ms: i64) -> String {
+    DateTime::from_timestamp_millis(minute_ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%MZ")
+        .to_string()
+}
+
+/// The key of a log rollup on `log_rollups`: `service|minute` (`checkout|2026-03-01T12:00Z`).
+pub fn rollup_key(service: &str, minute_ms: i64) -> String {
+    format!("{service}|{}", minute_label(minute_ms))
+}
+
+/// **`log_rollups`**: one service's log lines in one minute of event time (the lines' `time`),
+/// under [`rollup_key`]. Compacted: the latest record of a key is the answer.
+///
+/// * `lines` — every line of the service whose time is in `[minute, minute + 1 min)` and that
+///   arrived before the minute closed; `levels` splits them by [`Level`] (levels with no line
+///   are left out).
+/// * `errors` — lines of level `error` or worse ([`Level::is_error`]: error, critical, alert,
+///   emergency); `warning` is not an error. `error_rate` = `errors / lines` (0 when no lines).
+/// * `final` — false while the minute is open; true once it closed (stream time ≥ the minute's
+///   end + the grace period): the counts never change again.
+/// * `late` — lines for this minute that arrived after it closed: not in the counts, counted
+///   here (the rollup is sent again, still final, with `late` raised).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct LogRollup {
+    pub service: String,
+    pub minute: DateTime<Utc>,
+    pub lines: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub levels: std::collections::BTreeMap<Level, u64>,
+    pub late: u64,
+    #[serde(rename = "final")]
+    pub is_final: bool,
+}
+
+impl LogRollup {
+    pub fn key(&self) -> String {
+        rollup_key(&self.service, self.minute.timestamp_millis())
+    }
+}
+
+/// What happened to an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    Firing,
+    Resolved,
+}
+
+/// **`alerts`**, keyed by service: an alert firing, and later the same alert (`alert_id`)
+/// resolved. See [`crate::alerting`] for the rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// `service|first minute of the run that fired it`: the firing and its resolution share it.
+    pub alert_id: String,
+    pub service: String,
+    pub state: AlertState,
+    /// The rule's name: `error_rate`.
+    pub rule: String,
+    /// The first minute over the threshold (of the run that fired).
+    pub since: DateTime<Utc>,
+    /// The minute that decided: the N-th over the threshold (firing), the first not over it
+    /// (resolved).
+    pub minute: DateTime<Utc>,
+    /// The error rate and lines of `minute` (0 and 0 for a minute without lines).
+    pub error_rate: f64,
+    pub lines: u64,
+    pub threshold: f64,
+    pub minutes: u32,
+    pub min_lines: u64,
+}
+
+/// **`application_metrics`**: one record holds one or more metric samples, in either of two
+/// JSON shapes ([`decode_samples`]):
+///
+/// * **ours** — a [`MetricSample`] object or an array of them:
+///   `{"name":"http_requests_seconds","labels":{"route":"/pay"},"value":0.21,"time":"2026-03-01T12:00:00Z"}`.
+///   A Prometheus remote-write receiver writes this: `__name__` is `name`, the other labels are
+///   `labels`, the sample's value and timestamp (ms) are `value` and `time`.
+/// * **collectd `write_kafka`** with `Format JSON` — an array of value lists:
+///   `[{"values":[1901474177],"dstypes":["counter"],"dsnames":["value"],"time":1280959128,"interval":10,"host":"leeloo","plugin":"cpu","plugin_instance":"0","type":"cpu","type_instance":"idle"}]`.
+///   Each value of a list is a sample: `name` = `collectd_<plugin>_<type>`, plus `_<dsname>` when
+///   the dsname is not `value` (as collectd_exporter names them); labels `host`, and
+///   `plugin_instance`, `type_instance`, when not empty; `dstype` (`gauge`, `counter`,
+///   `derive`, `absolute`); `time` from collectd's seconds (a fraction allowed). A value
+///   collectd sends as `null` (NaN: not known) is skipped. Counters stay cumulative: the rollups
+///   take values as sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricSample {
+    pub name: String,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+    pub time: DateTime<Utc>,
+}
+
+/// At most this many labels on a sample.
+pub const MAX_LABELS: usize = 64;
+
+impl MetricSample {
+    pub fn validate(&self) -> Result<(), String> {
+        let chars = self.name.chars().count();
+        if chars == 0 || chars > MAX_NAME_CHARS {
+            return Err(format!(
+                "metric name must be 1 to {MAX_NAME_CHARS} characters, not {chars}"
+            ));
+        }
+        if self.labels.len() > MAX_LABELS {
+            return Err(format!(
+                "{} labels, at most {MAX_LABELS}",
+                self.labels.len()
+            ));
+        }
+        if let Some(bad) = self
+            .name
+            .chars()
+            .find(|c| c.is_control() || "{}|\"".contains(*c))
+        {
+            return Err(format!("metric name {:?} has {bad:?}", self.name));
+        }
+        if !self.value.is_finite() {
+            return Err(format!("value {} is not finite", self.value));
+        }
+        Ok(())
+    }
+
+    /// The series: the name and the labels sorted by name, `name{a="1",b="2"}` (values with
+    /// `\` and `"` escaped); `name` alone without labels.
+    pub fn series(&self) -> String {
+        series_id(&self.name, &self.labels)
+    }
+}
+
+/// `name{a="1",b="2"}`: a series as keys spell it.
+pub fn series_id(name: &str, labels: &std::collections::BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return name.to_owned();
+    }
+    let inner: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| {
+            let v = v.replace('\\', "\\\\").replace('"', "\\\"");
+            format!("{k}=\"{v}\"")
+        })
+        .collect();
+    format!("{name}{{{}}}", inner.join(","))
+}
+
+/// One collectd value list (`write_kafka`, `Format JSON`).
+#[derive(Debug, Deserialize)]
+struct CollectdValueList {
+    values: Vec<Option<f64>>,
+    dstypes: Vec<String>,
+    dsnames: Vec<String>,
+    time: f64,
+    #[allow(dead_code)]
+    #[serde(default)]
+    interval: f64,
+    host: String,
+    plugin: String,
+    #[serde(default)]
+    plugin_instance: String,
+    #[serde(rename = "type")]
+    type_: String,
+    #[serde(default)]
+    type_instance: String,
+    #[allow(dead_code)]
+    #[serde(default)]
+    meta: Option<Value>,
+}
+
+impl CollectdValueList {
+    fn samples(self, out: &mut Vec<MetricSample>) -> Result<(), String> {
+        if self.values.len() != self.dsnames.len() || self.values.len() != self.dstypes.len() {
+            return Err(format!(
+                "collectd value list with {} values, {} dsnames, {} dstypes",
+                self.values.len(),
+                self.dsnames.len(),
+                self.dstypes.len()
+            ));
+        }
+        let time = DateTime::from_timestamp_millis((self.time * 1000.0).round() as i64)
+            .ok_or_else(|| format!("collectd time {} is out of range", self.time))?;
+        for ((value, dsname), dstype) in self.values.iter().zip(&self.dsnames).zip(&self.dstypes) {
+            let Some(value) = value else { continue };
+            let mut name = format!("collectd_{}_{}", self.plugin, self.type_);
+            if dsname != "value" {
+                name = format!("{name}_{dsname}");
+            }
+            let mut labels = std::collections::BTreeMap::new();
+            labels.insert("host".to_owned(), self.host.clone());
+            labels.insert("dstype".to_owned(), dstype.clone());
+            if !self.plugin_instance.is_empty() {
+                labels.insert("plugin_instance".to_owned(), self.plugin_instance.clone());
+            }
+            if !self.type_instance.is_empty() {
+                labels.insert("type_instance".to_owned(), self.type_instance.clone());
+            }
+            out.push(MetricSample {
+                name,
+                labels,
+                value: *value,
+                time,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The samples of one `application_metrics` record, in either shape (see [`MetricSample`]),
+/// each validated; `Err` (the reason) for anything else, or for a record without samples.
+pub fn decode_samples(payload: &[u8]) -> Result<Vec<MetricSample>, String> {
+    let value: Value =
+        serde_json::from_slice(payload).map_err(|e| format!("metric record is not JSON: {e}"))?;
+    let items = match value {
+        Value::Array(items) => items,
+        object @ Value::Object(_) => vec![object],
+        other => {
+            return Err(format!(
+                "metric record is neither an object nor an array: {other}"
+            ));
+        }
+    };
+    if items.is_empty() {
+        return Err("metric record holds no samples".into());
+    }
+    let mut samples = Vec::new();
+    for item in items {
+        if item.get("values").is_some() && item.get("dsnames").is_some() {
+            let list: CollectdValueList = serde_json::from_value(item)
+                .map_err(|e| format!("not a collectd value list: {e}"))?;
+            list.samples(&mut samples)?;
+        } else {
+            let sample: MetricSample =
+                serde_json::from_value(item).map_err(|e| format!("not a metric sample: {e}"))?;
+            samples.push(sample);
+        }
+    }
+    for sample in &samples {
+        sample.validate()?;
+    }
+    Ok(samples)
+}
+
+/// **`metric_rollups`**: one series in one minute of the samples' time, under `series|minute`
+/// ([`series_id`], [`minute_label`]). `count`, `sum`, `min`, `max`, `mean` are exact; `p50` and
+/// `p99` come from a log-bucketed sketch (`crate::metrics_aggregation::Sketch`): within 1 % of
+/// a value of the series' samples whose rank is the quantile's. `overflow`: the synthetic
+/// series `name{overflow="true",partition="<p>"}` of a metric name's samples of series over the cardinality cap
+/// (aggregated together; the series themselves are not stored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricRollup {
+    pub series: String,
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub minute: DateTime<Utc>,
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p99: f64,
+    #[serde(default)]
+    pub overflow: bool,
+    #[serde(rename = "final")]
+    pub is_final: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,6 +596,40 @@ mod tests {
             format: Format::Json,
             reason: None,
             notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn collectd_value_lists_and_our_samples_decode_to_samples() {
+        let collectd = br#"[{"values":[1901474177,null,0.5],"dstypes":["counter","gauge","gauge"],"dsnames":["value","rx","tx"],"time":1280959128.5,"interval":10,"host":"leeloo","plugin":"cpu","plugin_instance":"0","type":"cpu","type_instance":"idle"}]"#;
+        let samples = decode_samples(collectd).unwrap();
+        assert_eq!(samples.len(), 2, "null skipped: {samples:?}");
+        assert_eq!(samples[0].name, "collectd_cpu_cpu");
+        assert_eq!(samples[0].value, 1_901_474_177.0);
+        assert_eq!(samples[0].time.timestamp_millis(), 1_280_959_128_500);
+        assert_eq!(
+            samples[0].series(),
+            r#"collectd_cpu_cpu{dstype="counter",host="leeloo",plugin_instance="0",type_instance="idle"}"#
+        );
+        assert_eq!(samples[1].name, "collectd_cpu_cpu_tx");
+        let ours = br#"{"name":"http_seconds","labels":{"route":"/pay","a":"x\"y"},"value":0.25,"time":"2026-03-01T12:00:00Z"}"#;
+        let samples = decode_samples(ours).unwrap();
+        assert_eq!(
+            samples[0].series(),
+            r#"http_seconds{a="x\"y",route="/pay"}"#
+        );
+        let many = br#"[{"name":"a","value":1,"time":"2026-03-01T12:00:00Z"},{"name":"b","value":2,"time":"2026-03-01T12:00:00Z"}]"#;
+        assert_eq!(decode_samples(many).unwrap().len(), 2);
+        for (bad, reason) in [
+            (&b"nope"[..], "not JSON"),
+            (b"[]", "no samples"),
+            (b"42", "neither"),
+            (br#"{"name":"a","value":"x","time":"2026-03-01T12:00:00Z"}"#, "not a metric sample"),
+            (br#"{"name":"","value":1,"time":"2026-03-01T12:00:00Z"}"#, "metric name"),
+            (br#"[{"values":[1],"dstypes":[],"dsnames":["value"],"time":1,"host":"h","plugin":"p","type":"t"}]"#, "1 values, 1 dsnames, 0 dstypes"),
+        ] {
+            let err = decode_samples(bad).unwrap_err();
+            assert!(err.contains(reason), "{err}");
         }
     }
 

@@ -6,9 +6,12 @@
 //! [`forwarder`] (the `forward` command, [`commands`]) and the [`log_parser`] (streams). [`app`]
 //! is the case study on the service scaffold.
 
+pub mod alerting;
 pub mod app;
 pub mod commands;
 pub mod events;
 pub mod forwarder;
+pub mod log_aggregation;
 pub mod log_parser;
+pub mod metrics_aggregation;
 pub mod topics;

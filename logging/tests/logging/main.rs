@@ -2,7 +2,9 @@
 //! parser started as the binary starts it, the forwarder as `logging forward` starts it, and
 //! their results read back from the topics.
 
+mod aggregation;
 mod forwarder;
+mod metrics;
 mod parser;
 
 use std::path::Path;

@@ -22,6 +22,9 @@ fn topics_table_lists_every_topic_of_the_case_studies() {
         ("logging.application_logs", "application/host"),
         ("logging.parsed_logs", "application/host"),
         ("logging.application_metrics", "application/host"),
+        ("logging.log_rollups", "service|minute"),
+        ("logging.metric_rollups", "series|minute"),
+        ("logging.alerts", "service"),
     ];
     for (topic, key) in expected {
         let row = table
