@@ -3,8 +3,10 @@
 //!
 //! [`topics`] lists the topics (the slide in code), [`events`] the records and the rules every
 //! reader applies; one file per box of the architecture slide (`README.md`): our log
-//! [`forwarder`] (the `forward` command, [`commands`]) and the [`log_parser`] (streams). [`app`]
-//! is the case study on the service scaffold.
+//! [`forwarder`] (the `forward` command, [`commands`]), the [`log_parser`], the
+//! [`log_aggregation`] (per service per minute, with the [`alerting`] rule evaluated on its final
+//! minutes) and the [`metrics_aggregation`] (streams, all of them). [`app`] is the case study on
+//! the service scaffold.
 
 pub mod alerting;
 pub mod app;
