@@ -60,6 +60,8 @@ async fn the_standalone_broker_creates_every_internal_topic_at_its_partition_cou
         "movieflix-recommendations",
         "mybank-thresholds",
         "mybank-big-transactions",
+        "logging-log-parser",
+        "logging-log-aggregation",
     ] {
         assert!(
             ids.iter().any(|id| id.ends_with(app)),
@@ -69,8 +71,10 @@ async fn the_standalone_broker_creates_every_internal_topic_at_its_partition_cou
     for config in &configs {
         let partitions = shared::streams::app::input_partitions(config, &counts).unwrap();
         let internal = shared::streams::internal_topics(config, partitions);
+        // At least the instances topic; a stateless application (Logging's log parser) has
+        // no changelog.
         assert!(
-            internal.len() >= 2,
+            !internal.is_empty(),
             "{}: {internal:?}",
             config.application_id
         );
