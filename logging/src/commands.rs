@@ -1,6 +1,7 @@
 //! Logging's own subcommands, besides the scaffold's (`all`, `run`, one per service):
-//! `forward`, our log forwarder. It is a command, not a service: it runs next to the
-//! applications whose logs it reads, one per host, not in the pipeline's processes.
+//! `forward`, our log forwarder — a command, not a service: it runs next to the applications
+//! whose logs it reads, one per host, not in the pipeline's processes — and `demo` (the
+//! pipeline, simulated applications with a forwarder per host, and a live summary).
 
 use clap::Subcommand;
 use shared::KafkaArgs;
@@ -11,6 +12,9 @@ pub enum Command {
     /// Our log forwarder: tails files (rotation-safe, positions persisted) and accepts syslog
     /// over TCP/UDP → application_logs, with back-pressure; flushes on shutdown.
     Forward(crate::forwarder::ForwardArgs),
+    /// The pipeline, simulated applications (with an incident) shipped by our forwarder, and a
+    /// live summary: error rates, p99 latencies, alerts.
+    Demo(crate::demo::DemoArgs),
 }
 
 pub async fn run(
@@ -20,5 +24,6 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     match command {
         Command::Forward(args) => crate::forwarder::run(args, kafka, stop).await,
+        Command::Demo(args) => crate::demo::run(args, kafka, stop).await,
     }
 }

@@ -6,14 +6,19 @@
 //! [`forwarder`] (the `forward` command, [`commands`]), the [`log_parser`], the
 //! [`log_aggregation`] (per service per minute, with the [`alerting`] rule evaluated on its final
 //! minutes) and the [`metrics_aggregation`] (streams, all of them). [`app`] is the case study on
-//! the service scaffold.
+//! the service scaffold. The [`simulator`] plays the applications, the [`board`] reads the
+//! rollups and alerts back for the [`demo`] and for `casestudies up` ([`live`]).
 
 pub mod alerting;
 pub mod app;
+pub mod board;
 pub mod commands;
+pub mod demo;
 pub mod events;
 pub mod forwarder;
+pub mod live;
 pub mod log_aggregation;
 pub mod log_parser;
 pub mod metrics_aggregation;
+pub mod simulator;
 pub mod topics;
