@@ -665,33 +665,47 @@ async fn run(
         }
         if last_metrics.elapsed() >= METRICS_EVERY {
             last_metrics = Instant::now();
-            for ((service, host), batch) in std::mem::take(&mut samples) {
-                let payload = serde_json::to_vec(&batch)?;
-                let count = batch.len() as u64;
-                let delivery = producer.enqueue(
-                    &metrics,
-                    Some(log_key(service, host).as_bytes()),
-                    Some(&payload),
-                    Some(at.timestamp_millis()),
-                );
-                let stats = Arc::clone(stats);
-                tokio::spawn(async move {
-                    let delivered = match delivery {
-                        Ok(delivery) => delivery.await.is_ok(),
-                        Err(_) => false,
-                    };
-                    if delivered {
-                        stats.samples.fetch_add(count, Ordering::Relaxed);
-                    } else {
-                        stats.samples_failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                });
-            }
+            send_samples(&producer, &metrics, std::mem::take(&mut samples), stats)?;
         }
     }
+    // The latencies of the last second too.
+    send_samples(&producer, &metrics, samples, stats)?;
     tcp.shutdown().await.ok();
     let flush = producer.clone();
     tokio::task::spawn_blocking(move || flush.flush(Duration::from_secs(10))).await??;
+    Ok(())
+}
+
+/// One record per application/host: its requests' latencies, keyed `application/host`.
+fn send_samples(
+    producer: &EventProducer,
+    topic: &str,
+    samples: BTreeMap<(&'static str, &'static str), Vec<MetricSample>>,
+    stats: &Arc<SimulatorStats>,
+) -> anyhow::Result<()> {
+    for ((service, host), batch) in samples {
+        let payload = serde_json::to_vec(&batch)?;
+        let count = batch.len() as u64;
+        let time = batch.last().map(|s| s.time.timestamp_millis());
+        let delivery = producer.enqueue(
+            topic,
+            Some(log_key(service, host).as_bytes()),
+            Some(&payload),
+            time,
+        );
+        let stats = Arc::clone(stats);
+        tokio::spawn(async move {
+            let delivered = match delivery {
+                Ok(delivery) => delivery.await.is_ok(),
+                Err(_) => false,
+            };
+            if delivered {
+                stats.samples.fetch_add(count, Ordering::Relaxed);
+            } else {
+                stats.samples_failed.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
     Ok(())
 }
 
