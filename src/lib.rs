@@ -41,6 +41,7 @@ pub const LIVE: &[up::LiveEntry] = &[
     live::<mysocialmedia::app::MySocialMedia>(mysocialmedia::topics::CASE_STUDY),
     live::<mybank::app::MyBank>(mybank::topics::CASE_STUDY),
     live::<ingestion::app::Ingestion>(ingestion::topics::CASE_STUDY),
+    live::<logging::app::Logging>(logging::topics::CASE_STUDY),
 ];
 
 const fn live<C: shared::live::LiveCaseStudy>(name: &'static str) -> up::LiveEntry {

@@ -146,7 +146,7 @@ async fn scenario(client: &Client, up: &crate::Up) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     // Overview: a tile per running case study.
     client.goto(&format!("{}/", up.url)).await?;
-    for name in ["movieflix", "mybank"] {
+    for name in ["movieflix", "mybank", "logging"] {
         client
             .wait()
             .at_most(Duration::from_secs(30))
@@ -347,5 +347,47 @@ async fn scenario(client: &Client, up: &crate::Up) -> anyhow::Result<()> {
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-gettaxi.png");
     std::fs::write(&path, screenshot)?;
     println!("screenshot of GetTaxi's page: {}", path.display());
+
+    // Logging's page: error rates per service in its view; the search box answers in the page
+    // (hits, or the log sink's JSON reason when it refuses or does not run).
+    client.goto(&format!("{}/#/logging", up.url)).await?;
+    eventually(
+        Duration::from_secs(90),
+        "an error rate per service in Logging's view",
+        || async {
+            text(client, "#view")
+                .await
+                .filter(|t| t.contains("payments") && t.contains(" % of "))
+        },
+    )
+    .await;
+    let search = client
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("form[data-query='search logs']"))
+        .await?;
+    search
+        .find(Locator::Css("button[type='submit'], button"))
+        .await?
+        .click()
+        .await?;
+    let shown = eventually(
+        Duration::from_secs(30),
+        "the search's answer in the page",
+        || async {
+            text(client, "form[data-query='search logs'] pre.query-result")
+                .await
+                .filter(|t| t.starts_with("status "))
+        },
+    )
+    .await;
+    anyhow::ensure!(
+        shown.contains("\"hits\"") || shown.contains("\"error\""),
+        "the search box shows {shown}"
+    );
+    let screenshot = client.screenshot().await?;
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-logging.png");
+    std::fs::write(&path, screenshot)?;
+    println!("screenshot of Logging's page: {}", path.display());
     Ok(())
 }

@@ -35,7 +35,8 @@ async fn every_running_case_study_is_listed_with_its_graph() {
             "gettaxi",
             "mysocialmedia",
             "mybank",
-            "ingestion"
+            "ingestion",
+            "logging"
         ]
     );
     assert_eq!(
@@ -332,7 +333,7 @@ async fn rates_lags_and_health_are_live() {
         Some(s.clone())
     })
     .await;
-    for case_study in ["movieflix", "mybank", "ingestion"] {
+    for case_study in ["movieflix", "mybank", "ingestion", "logging"] {
         let now = &snapshot["case_studies"][case_study];
         let services = now["services"].as_object().unwrap();
         assert!(!services.is_empty());
@@ -359,6 +360,52 @@ async fn rates_lags_and_health_are_live() {
         },
     )
     .await;
+    // Logging's view: an error rate per minute for each simulated service, from log_rollups.
+    snapshot_until(
+        up,
+        Duration::from_secs(90),
+        "logging's error rates in its view",
+        |s| {
+            let rows = s["case_studies"]["logging"]["view"][0]["rows"].as_array()?;
+            let services: Vec<&str> = rows.iter().filter_map(|r| r[0].as_str()).collect();
+            (services == ["auth", "checkout", "payments", "search"]
+                && rows
+                    .iter()
+                    .all(|r| r[1].as_str().is_some_and(|c| c.contains(" % of "))))
+            .then_some(())
+        },
+    )
+    .await;
+}
+
+/// Logging's search box goes through the dashboard to the Logging process: whatever it answers
+/// (hits, a 400 for a bad query, a 404 while no log sink serves `/v1/search`), the page gets
+/// the status and a JSON body.
+#[tokio::test(flavor = "multi_thread")]
+async fn logging_search_answers_json_through_the_dashboard() {
+    let up = up().await;
+    let http = client();
+    let (status, logging) = get(&http, &format!("{}/api/case-studies/logging", up.url)).await;
+    assert_eq!(status, StatusCode::OK, "{logging}");
+    assert_eq!(logging["queries"][0]["name"], "search logs");
+    let path =
+        "/v1/search?q=declined&from=2026-01-01T00%3A00%3A00Z&to=2100-01-01T00%3A00%3A00Z&limit=5";
+    let (status, through) = get(
+        &http,
+        &format!(
+            "{}/api/case-studies/logging/query?path={}",
+            up.url,
+            url::form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>()
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{through}");
+    let answered = through["status"].as_u64().unwrap();
+    match answered {
+        200 => assert!(through["body"]["hits"].is_array(), "{through}"),
+        400 | 404 => assert!(through["body"]["error"].is_string(), "{through}"),
+        other => panic!("the search answered {other}: {through}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
