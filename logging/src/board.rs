@@ -57,6 +57,17 @@ pub struct Snapshot {
     pub alerts: Vec<Alert>,
 }
 
+impl Snapshot {
+    /// [`Snapshot::minutes`] as `HH:MM` (UTC), newest first.
+    pub fn minute_labels(&self) -> Vec<String> {
+        self.minutes
+            .iter()
+            .filter_map(|m| chrono::DateTime::from_timestamp_millis(*m))
+            .map(|m| m.format("%H:%M").to_string())
+            .collect()
+    }
+}
+
 /// The board, kept current by [`Board::follow`].
 #[derive(Debug, Default)]
 pub struct Board {

@@ -104,12 +104,7 @@ pub fn summary(snapshot: &Snapshot) -> String {
     if snapshot.services.is_empty() {
         return "  no rollups yet (the first come a few seconds after the first lines)".into();
     }
-    let minutes: Vec<String> = snapshot
-        .minutes
-        .iter()
-        .filter_map(|m| chrono::DateTime::from_timestamp_millis(*m))
-        .map(|m| m.format("%H:%M").to_string())
-        .collect();
+    let minutes = snapshot.minute_labels();
     let mut out = vec![format!(
         "  error rate per minute ({}), p99 latency of the newest:",
         minutes.join(", ")

@@ -107,12 +107,7 @@ impl LiveCaseStudy for Logging {
 
 /// The page's tables: the board's `snapshot` and what the simulator wrote.
 pub fn panels(snapshot: &Snapshot, simulator: Option<(&SimulatorStats, &Incident)>) -> Vec<Panel> {
-    let minutes: Vec<String> = snapshot
-        .minutes
-        .iter()
-        .filter_map(|m| chrono::DateTime::from_timestamp_millis(*m))
-        .map(|m| m.format("%H:%M").to_string())
-        .collect();
+    let minutes = snapshot.minute_labels();
     let span = if minutes.is_empty() {
         "no rollups yet".to_owned()
     } else {
