@@ -52,6 +52,8 @@ pub const METRICS_EVERY: Duration = Duration::from_secs(1);
 pub const LATENCY_METRIC: &str = "http_request_duration_seconds";
 /// The share of lines that are warnings.
 pub const WARNING_RATE: f64 = 0.03;
+/// At stop, how long the forwarders may take to read the last lines written.
+pub const DRAIN: Duration = Duration::from_secs(10);
 /// A log file is rotated past this size.
 pub const ROTATE_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -561,8 +563,8 @@ async fn forwarders(
     Ok((running, tcp))
 }
 
-/// Writes lines and sends latencies until `stop`, then stops the forwarders once they shipped
-/// every line written.
+/// Writes lines and sends latencies until `stop`, then stops the forwarders once they read
+/// every line written (at most [`DRAIN`]): they ship what they read before they stop.
 pub async fn simulate(
     kafka: Kafka,
     options: SimulatorOptions,
@@ -575,7 +577,14 @@ pub async fn simulate(
     let forwarders_stop = CancellationToken::new();
     let (forwarders, syslog) = forwarders(&kafka, &options.dir, &forwarders_stop).await?;
     let result = run(&kafka, &options, &stats, syslog, &stop).await;
-    // Every line written is shipped before the forwarders stop.
+    // A forwarder that stops leaves what it has not read yet for its next start: the lines
+    // written are read first (for at most DRAIN), then shipped as the forwarders stop.
+    let deadline = Instant::now() + DRAIN;
+    while forwarders.iter().map(|f| f.stats().accepted()).sum::<u64>() < stats.lines()
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     forwarders_stop.cancel();
     for forwarder in forwarders {
         if let Err(err) = forwarder.join().await {
@@ -618,29 +627,14 @@ async fn run(
             .store(options.incident.active(elapsed), Ordering::Relaxed);
         let at = Utc::now();
         let mut to_syslog = String::new();
+        // Lines sent over TCP count once written: a stop may cut the write short.
+        let mut over_tcp = Vec::new();
         for _ in 0..n {
             let line = line(&mut rng, &options.incident, elapsed, at);
-            let index = APPS
-                .iter()
-                .position(|a| a.service == line.app.service)
-                .unwrap_or(0);
-            let app_stats = &stats.apps[index].1;
-            app_stats.lines.fetch_add(1, Ordering::Relaxed);
-            app_stats
-                .errors
-                .fetch_add(u64::from(line.level.is_error()), Ordering::Relaxed);
-            samples
-                .entry((line.app.service, line.host))
-                .or_default()
-                .push(MetricSample {
-                    name: LATENCY_METRIC.to_owned(),
-                    labels: [("service".to_owned(), line.app.service.to_owned())].into(),
-                    value: line.latency,
-                    time: at,
-                });
             if line.app.writes == Writes::SyslogTcp {
                 to_syslog.push_str(&line.text);
                 to_syslog.push('\n');
+                over_tcp.push(line);
                 continue;
             }
             let path = log_path(&options.dir, line.host, line.app.service);
@@ -652,6 +646,7 @@ async fn run(
                 }
             };
             file.write(&line.text)?;
+            written(stats, &mut samples, &line, at);
         }
         for file in files.values_mut() {
             file.file.flush()?;
@@ -660,7 +655,10 @@ async fn run(
             // Blocks while the forwarder has --max-in-flight lines unacknowledged: back-pressure.
             tokio::select! {
                 () = stop.cancelled() => break,
-                written = tcp.write_all(to_syslog.as_bytes()) => written?,
+                result = tcp.write_all(to_syslog.as_bytes()) => result?,
+            }
+            for line in &over_tcp {
+                written(stats, &mut samples, line, at);
             }
         }
         if last_metrics.elapsed() >= METRICS_EVERY {
@@ -674,6 +672,33 @@ async fn run(
     let flush = producer.clone();
     tokio::task::spawn_blocking(move || flush.flush(Duration::from_secs(10))).await??;
     Ok(())
+}
+
+/// Counts a line written, and its latency as a sample to send.
+fn written(
+    stats: &SimulatorStats,
+    samples: &mut BTreeMap<(&'static str, &'static str), Vec<MetricSample>>,
+    line: &SimLine,
+    at: DateTime<Utc>,
+) {
+    let index = APPS
+        .iter()
+        .position(|a| a.service == line.app.service)
+        .unwrap_or(0);
+    let app_stats = &stats.apps[index].1;
+    app_stats.lines.fetch_add(1, Ordering::Relaxed);
+    app_stats
+        .errors
+        .fetch_add(u64::from(line.level.is_error()), Ordering::Relaxed);
+    samples
+        .entry((line.app.service, line.host))
+        .or_default()
+        .push(MetricSample {
+            name: LATENCY_METRIC.to_owned(),
+            labels: [("service".to_owned(), line.app.service.to_owned())].into(),
+            value: line.latency,
+            time: at,
+        });
 }
 
 /// One record per application/host: its requests' latencies, keyed `application/host`.

@@ -6,6 +6,7 @@ mod aggregation;
 mod forwarder;
 mod metrics;
 mod parser;
+mod simulator;
 
 use std::path::Path;
 use std::time::Duration;
