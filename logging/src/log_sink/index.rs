@@ -351,7 +351,7 @@ mod tests {
         let mut index = LogIndex::open(dir.path()).unwrap();
         let a = record("l/0/1", 1_000, "payment declined");
         index.write(&[a.clone(), a.clone()], || Ok(())).unwrap();
-        index.write(&[a.clone()], || Ok(())).unwrap();
+        index.write(std::slice::from_ref(&a), || Ok(())).unwrap();
         assert_eq!(search(&index, "declined").total, 1);
         assert_eq!(index.reader.documents(), 1);
         drop(index);
