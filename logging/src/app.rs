@@ -5,24 +5,38 @@
 //! applications whose logs it reads. A service joins by one line in `services` below.
 
 use axum::Router;
+use shared::analytics::{Analytics, AnalyticsArgs};
 use shared::service::CaseStudy;
-use shared::service::cli::{CaseStudyCli, Dirs, NoOptions};
+use shared::service::cli::{CaseStudyCli, Dirs};
 use shared::{Kafka, KafkaArgs};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
-use crate::{log_aggregation, log_parser, metrics_aggregation, topics};
+use crate::{analytics_sink, log_aggregation, log_parser, log_sink, metrics_aggregation, topics};
 
 /// Logging, as the scaffold runs it.
 pub struct Logging;
 
+/// What Logging's services share in one process.
+pub struct Resources {
+    /// The analytics store (a Parquet table per topic).
+    pub analytics: Analytics,
+}
+
+/// Logging's options of every serving subcommand.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Options {
+    #[command(flatten)]
+    pub analytics: AnalyticsArgs,
+}
+
 impl CaseStudyCli for Logging {
-    type Resources = ();
-    type Options = NoOptions;
+    type Resources = Resources;
+    type Options = Options;
     type Command = crate::commands::Command;
     const ABOUT: &'static str = "Logging: log forwarders and metric collectors into Kafka; parsing, rollups, search, alerts";
 
-    fn case_study() -> CaseStudy<()> {
+    fn case_study() -> CaseStudy<Resources> {
         CaseStudy {
             name: topics::CASE_STUDY,
             topics: topics::ALL,
@@ -30,14 +44,18 @@ impl CaseStudyCli for Logging {
                 Box::new(log_parser::Service),
                 Box::new(log_aggregation::Service),
                 Box::new(metrics_aggregation::Service),
+                Box::new(log_sink::Service),
+                Box::new(analytics_sink::Service),
             ],
             routes: |_| Router::new(),
             openapi: ApiDoc::openapi,
         }
     }
 
-    async fn resources(_: &Kafka, _: &Dirs, _: &NoOptions) -> anyhow::Result<()> {
-        Ok(())
+    async fn resources(_: &Kafka, dirs: &Dirs, options: &Options) -> anyhow::Result<Resources> {
+        Ok(Resources {
+            analytics: options.analytics.resolve(&dirs.data)?,
+        })
     }
 
     async fn command(
@@ -51,8 +69,11 @@ impl CaseStudyCli for Logging {
 
 /// The HTTP API of every Logging service, served at `/openapi.json`.
 #[derive(OpenApi)]
-#[openapi(info(
-    title = "Logging",
-    description = "Logs and metrics from real forwarders into Kafka; parsed, rolled up, searchable, alerting."
-))]
+#[openapi(
+    info(
+        title = "Logging",
+        description = "Logs and metrics from real forwarders into Kafka; parsed, rolled up, searchable, alerting."
+    ),
+    paths(log_sink::api::search)
+)]
 pub struct ApiDoc;

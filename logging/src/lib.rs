@@ -5,12 +5,15 @@
 //! reader applies; one file per box of the architecture slide (`README.md`): our log
 //! [`forwarder`] (the `forward` command, [`commands`]), the [`log_parser`], the
 //! [`log_aggregation`] (per service per minute, with the [`alerting`] rule evaluated on its final
-//! minutes) and the [`metrics_aggregation`] (streams, all of them). [`app`] is the case study on
+//! minutes) and the [`metrics_aggregation`] (streams, all of them), the [`log_sink`] (a tantivy
+//! index, `GET /v1/search`) and the [`analytics_sink`] (Parquet). [`app`] is the case study on
 //! the service scaffold. The [`simulator`] plays the applications, the [`board`] reads the
 //! rollups and alerts back for the [`demo`] and for `casestudies up` ([`live`]).
 
 pub mod alerting;
+pub mod analytics_sink;
 pub mod app;
+pub mod bench;
 pub mod board;
 pub mod commands;
 pub mod demo;
@@ -19,6 +22,7 @@ pub mod forwarder;
 pub mod live;
 pub mod log_aggregation;
 pub mod log_parser;
+pub mod log_sink;
 pub mod metrics_aggregation;
 pub mod simulator;
 pub mod topics;

@@ -381,7 +381,7 @@ impl streams::Processor for LogAggregation {
 pub struct Service;
 
 #[async_trait::async_trait(?Send)]
-impl shared::service::Service<()> for Service {
+impl shared::service::Service<crate::app::Resources> for Service {
     fn name(&self) -> &'static str {
         "log-aggregation"
     }
@@ -394,7 +394,7 @@ impl shared::service::Service<()> for Service {
     async fn start(
         &self,
         ctx: &shared::service::Context,
-        _resources: &(),
+        _resources: &crate::app::Resources,
     ) -> anyhow::Result<shared::service::Running> {
         let (config, topics) = config(&ctx.kafka);
         let processor = LogAggregation::new(topics, Model::from_env()?);

@@ -539,7 +539,7 @@ impl streams::Processor for LogParser {
 pub struct Service;
 
 #[async_trait::async_trait(?Send)]
-impl shared::service::Service<()> for Service {
+impl shared::service::Service<crate::app::Resources> for Service {
     fn name(&self) -> &'static str {
         "log-parser"
     }
@@ -552,7 +552,7 @@ impl shared::service::Service<()> for Service {
     async fn start(
         &self,
         ctx: &shared::service::Context,
-        _resources: &(),
+        _resources: &crate::app::Resources,
     ) -> anyhow::Result<shared::service::Running> {
         let (config, topics) = config(&ctx.kafka);
         let handle = streams::start(

@@ -467,7 +467,7 @@ impl streams::Processor for MetricsAggregation {
 pub struct Service;
 
 #[async_trait::async_trait(?Send)]
-impl shared::service::Service<()> for Service {
+impl shared::service::Service<crate::app::Resources> for Service {
     fn name(&self) -> &'static str {
         "metrics-aggregation"
     }
@@ -480,7 +480,7 @@ impl shared::service::Service<()> for Service {
     async fn start(
         &self,
         ctx: &shared::service::Context,
-        _resources: &(),
+        _resources: &crate::app::Resources,
     ) -> anyhow::Result<shared::service::Running> {
         let (config, topics) = config(&ctx.kafka);
         let processor = MetricsAggregation::new(topics, Model::from_env()?);

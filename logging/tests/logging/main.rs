@@ -7,16 +7,17 @@ mod forwarder;
 mod metrics;
 mod parser;
 mod simulator;
+mod sink;
 
 use std::path::Path;
 use std::time::Duration;
 
-use logging::app::Logging;
+use logging::app::{Logging, Options};
 use logging::events::LogRecord;
 use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
 use shared::service::Process;
-use shared::service::cli::{NoOptions, ServeArgs};
+use shared::service::cli::ServeArgs;
 use shared::testkit::TestKafka;
 
 pub use shared::testkit::eventually;
@@ -28,7 +29,7 @@ pub const WAIT: Duration = Duration::from_secs(60);
 /// point as the binary.
 pub async fn spawn(kafka: &TestKafka, dir: &Path) -> Process {
     let serve = ServeArgs::for_tests(dir);
-    shared::service::cli::start::<Logging>(kafka.kafka(), &[], &serve, &NoOptions {})
+    shared::service::cli::start::<Logging>(kafka.kafka(), &[], &serve, &Options::default())
         .await
         .unwrap()
         .0
