@@ -9,11 +9,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shared::service::cli::{self, NoOptions, ServeArgs};
+use shared::service::cli::{self, ServeArgs};
 use shared::{Kafka, KafkaArgs};
 use tokio_util::sync::CancellationToken;
 
-use crate::app::Logging;
+use crate::app::{Logging, Options};
 use crate::board::{Board, Snapshot, alert_line, ms_cell, rate_cell};
 use crate::simulator::{self, SimulationArgs, SimulatorStats};
 
@@ -24,6 +24,8 @@ const MINUTES: usize = 3;
 pub struct DemoArgs {
     #[command(flatten)]
     serve: ServeArgs,
+    #[command(flatten)]
+    options: Options,
     #[command(flatten)]
     simulation: SimulationArgs,
     /// Print a summary this often.
@@ -38,7 +40,7 @@ pub struct DemoArgs {
 pub async fn run(args: DemoArgs, kafka: &KafkaArgs, stop: CancellationToken) -> anyhow::Result<()> {
     anyhow::ensure!(!args.every.is_zero(), "--every must not be zero");
     let kafka = Kafka::connect(kafka)?;
-    let (process, dirs) = cli::start::<Logging>(&kafka, &[], &args.serve, &NoOptions {}).await?;
+    let (process, dirs) = cli::start::<Logging>(&kafka, &[], &args.serve, &args.options).await?;
     let logs = dirs.data.join("simulated-hosts");
     let options = args.simulation.options(logs.clone())?;
     println!(

@@ -12,7 +12,7 @@ use chrono::{SecondsFormat, TimeDelta, Utc};
 use shared::Kafka;
 use shared::live::{Knob, LiveCaseStudy, Panel, QueryParam, QuerySpec};
 use shared::service::Process;
-use shared::service::cli::{Dirs, NoOptions};
+use shared::service::cli::Dirs;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Logging;
@@ -73,7 +73,7 @@ impl LiveCaseStudy for Logging {
         kafka: &Kafka,
         _process: &Process,
         dirs: &Dirs,
-        _options: &NoOptions,
+        _options: &crate::app::Options,
         knob: Knob,
         stop: CancellationToken,
     ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
