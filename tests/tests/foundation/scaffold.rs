@@ -56,7 +56,7 @@ where
         kafka.kafka(),
         &[],
         &ServeArgs::for_tests(dir.path()),
-        &C::Options::default(),
+        &<C::Options as Default>::default(),
     )
     .await
     .unwrap();
