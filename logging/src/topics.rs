@@ -32,7 +32,7 @@ pub const APPLICATION_METRICS: TopicSpec = TopicSpec {
     cleanup: Cleanup::Delete,
     purpose: "metric samples from metric collectors",
     producers: &["metric collectors"],
-    consumers: &["metrics sink", "metrics aggregation"],
+    consumers: &["analytics sink", "metrics aggregation"],
 };
 
 /// Every line of `application_logs`, normalized ([`crate::events::LogRecord`]): what the sinks
@@ -49,7 +49,7 @@ pub const PARSED_LOGS: TopicSpec = TopicSpec {
     cleanup: Cleanup::Delete,
     purpose: "normalized log records (time, host, service, level, message, fields, format); unparsable lines kept with the reason",
     producers: &["log parser"],
-    consumers: &["log sink", "log aggregation"],
+    consumers: &["log sink", "analytics sink", "log aggregation"],
 };
 
 /// Per service per minute of event time: lines by level and the error rate

@@ -175,12 +175,12 @@ async fn rollups_per_service_per_minute_golden_with_late_lines_and_dead_letters(
     .await;
     assert_eq!(last, expected);
 
-    let letters = kafka.read_dlq(&topic, 2, WAIT).await.unwrap();
     let application = format!(
         "{}{}",
         kafka.kafka().prefix(),
         logging::log_aggregation::APPLICATION_ID
     );
+    let letters = crate::letters_of(&kafka, &topic, &application, 2).await;
     let mut reasons: Vec<&str> = letters.iter().map(|l| l.error.as_str()).collect();
     reasons.sort_unstable();
     assert!(

@@ -49,3 +49,33 @@ pub fn parsed(message: &OwnedMessage) -> LogRecord {
     assert_eq!(record.validate(), Ok(()), "{record:#?}");
     record
 }
+
+/// The dead letters of `topic` written by `application` (full name), once there are `n`: every
+/// Logging service that reads a topic (an aggregation, both sinks) dead-letters a bad record
+/// with its own name.
+pub async fn letters_of(
+    kafka: &TestKafka,
+    topic: &str,
+    application: &str,
+    n: usize,
+) -> Vec<shared::dlq::DeadLetter> {
+    let dlq = shared::topics::dlq_name(topic);
+    let letters = eventually(
+        WAIT,
+        &format!("{n} dead letters of {application}"),
+        || async {
+            let letters: Vec<shared::dlq::DeadLetter> = kafka
+                .read_all(&dlq, Duration::from_secs(1))
+                .await
+                .unwrap_or_default()
+                .iter()
+                .filter_map(shared::dlq::DeadLetter::from_message)
+                .filter(|l| l.application.as_deref() == Some(application))
+                .collect();
+            (letters.len() >= n).then_some(letters)
+        },
+    )
+    .await;
+    assert_eq!(letters.len(), n, "{letters:#?}");
+    letters
+}

@@ -202,12 +202,12 @@ async fn metric_rollups_exact_and_within_the_sketch_error_with_the_cardinality_c
         )
     );
 
-    let letters = kafka.read_dlq(&topic, 3, WAIT).await.unwrap();
     let application = format!(
         "{}{}",
         kafka.kafka().prefix(),
         logging::metrics_aggregation::APPLICATION_ID
     );
+    let letters = crate::letters_of(&kafka, &topic, &application, 3).await;
     let mut reasons: Vec<&str> = letters.iter().map(|l| l.error.as_str()).collect();
     reasons.sort_unstable();
     assert!(

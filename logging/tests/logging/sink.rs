@@ -313,13 +313,9 @@ async fn bad_records_are_dead_lettered_odd_lines_indexed_and_bad_searches_are_40
     latin1.push(0xE9);
     send(&producer, &raw, "checkout/web-1", &latin1).await;
 
-    let letters = kafka.read_dlq(&parsed, 3, WAIT).await.unwrap();
     let group = log_sink::group(kafka.kafka());
-    let mut reasons: Vec<&str> = letters
-        .iter()
-        .filter(|l| l.application.as_deref() == Some(group.as_str()))
-        .map(|l| l.error.as_str())
-        .collect();
+    let letters = crate::letters_of(&kafka, &parsed, &group, 3).await;
+    let mut reasons: Vec<&str> = letters.iter().map(|l| l.error.as_str()).collect();
     reasons.sort_unstable();
     assert_eq!(reasons.len(), 3, "{letters:#?}");
     assert!(

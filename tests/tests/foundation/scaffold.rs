@@ -43,17 +43,20 @@ fn every_case_study_has_a_consistent_command_line() {
     check::<logging::app::Logging>();
 }
 
-/// `<case study> all` of a case study with no options of its own: every service it lists runs,
+/// `<case study> all` with its default options: every service it lists runs,
 /// its topics exist afterwards, and the process serves `/healthz`, `/readyz` and its
 /// `/openapi.json`.
-async fn starts_on_the_scaffold<C: CaseStudyCli<Options = cli::NoOptions>>(kafka: &TestKafka) {
+async fn starts_on_the_scaffold<C: CaseStudyCli>(kafka: &TestKafka)
+where
+    C::Options: Default,
+{
     let dir = tempfile::tempdir().unwrap();
     let case_study = C::case_study();
     let (process, _dirs) = cli::start::<C>(
         kafka.kafka(),
         &[],
         &ServeArgs::for_tests(dir.path()),
-        &cli::NoOptions::default(),
+        &<C::Options as Default>::default(),
     )
     .await
     .unwrap();
