@@ -11,7 +11,7 @@ use shared::{Kafka, KafkaArgs};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
-use crate::{log_aggregation, log_parser, metrics_aggregation, topics};
+use crate::{log_aggregation, log_parser, metrics_aggregation, remote_write_receiver, topics};
 
 /// Logging, as the scaffold runs it.
 pub struct Logging;
@@ -30,6 +30,7 @@ impl CaseStudyCli for Logging {
                 Box::new(log_parser::Service),
                 Box::new(log_aggregation::Service),
                 Box::new(metrics_aggregation::Service),
+                Box::new(remote_write_receiver::Service),
             ],
             routes: |_| Router::new(),
             openapi: ApiDoc::openapi,
@@ -51,8 +52,11 @@ impl CaseStudyCli for Logging {
 
 /// The HTTP API of every Logging service, served at `/openapi.json`.
 #[derive(OpenApi)]
-#[openapi(info(
-    title = "Logging",
-    description = "Logs and metrics from real forwarders into Kafka; parsed, rolled up, searchable, alerting."
-))]
+#[openapi(
+    paths(remote_write_receiver::write),
+    info(
+        title = "Logging",
+        description = "Logs and metrics from real forwarders into Kafka; parsed, rolled up, searchable, alerting."
+    )
+)]
 pub struct ApiDoc;

@@ -7,13 +7,19 @@
 //! [`log_aggregation`] (per service per minute, with the [`alerting`] rule evaluated on its final
 //! minutes) and the [`metrics_aggregation`] (streams, all of them). [`app`] is the case study on
 //! the service scaffold.
+//!
+//! The real forwarders and collectors nobody here wrote — rsyslog (`omkafka`), collectd
+//! (`write_kafka`), Prometheus (remote write to our [`remote_write_receiver`]) — run as child
+//! processes from [`collectors`], with the configuration in `logging/config/`.
 
 pub mod alerting;
 pub mod app;
+pub mod collectors;
 pub mod commands;
 pub mod events;
 pub mod forwarder;
 pub mod log_aggregation;
 pub mod log_parser;
 pub mod metrics_aggregation;
+pub mod remote_write_receiver;
 pub mod topics;

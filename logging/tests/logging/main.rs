@@ -3,9 +3,12 @@
 //! their results read back from the topics.
 
 mod aggregation;
+mod collectd;
 mod forwarder;
 mod metrics;
 mod parser;
+mod remote_write;
+mod rsyslog;
 
 use std::path::Path;
 use std::time::Duration;
