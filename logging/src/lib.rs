@@ -14,6 +14,7 @@
 
 pub mod alerting;
 pub mod app;
+pub mod bench;
 pub mod collectors;
 pub mod commands;
 pub mod events;

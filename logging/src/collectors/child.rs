@@ -30,11 +30,20 @@ pub fn program(path: &str, package: &str) -> anyhow::Result<PathBuf> {
     }
 }
 
-/// `template` with every `@NAME@` replaced by its value; an error if a placeholder is left.
+/// `template` with every `@NAME@` replaced by its value, except in comment lines (`#`, where
+/// the template explains them); an error if a placeholder is left.
 pub fn render(template: &str, values: &[(&str, &str)]) -> anyhow::Result<String> {
-    let mut text = template.to_owned();
-    for (name, value) in values {
-        text = text.replace(&format!("@{name}@"), value);
+    let mut text = String::with_capacity(template.len());
+    for line in template.split_inclusive('\n') {
+        if line.trim_start().starts_with('#') {
+            text.push_str(line);
+            continue;
+        }
+        let mut line = line.to_owned();
+        for (name, value) in values {
+            line = line.replace(&format!("@{name}@"), value);
+        }
+        text.push_str(&line);
     }
     if let Some(left) = text
         .lines()
@@ -186,10 +195,10 @@ mod tests {
 
     #[test]
     fn a_template_is_filled_in_or_says_what_is_missing() {
-        let template = "# @COMMENTED@ stays\nbroker=\"@BOOTSTRAP@\" topic=\"@TOPIC@\"\nmail=a@b.c";
+        let template = "# @BOOTSTRAP@ stays\nbroker=\"@BOOTSTRAP@\" topic=\"@TOPIC@\"\nmail=a@b.c";
         assert_eq!(
             render(template, &[("BOOTSTRAP", "h:1"), ("TOPIC", "t")]).unwrap(),
-            "# @COMMENTED@ stays\nbroker=\"h:1\" topic=\"t\"\nmail=a@b.c"
+            "# @BOOTSTRAP@ stays\nbroker=\"h:1\" topic=\"t\"\nmail=a@b.c"
         );
         let err = render(template, &[("BOOTSTRAP", "h:1")]).unwrap_err();
         assert!(err.to_string().contains("@TOPIC@"), "{err}");

@@ -10,7 +10,7 @@ use logging::topics::{APPLICATION_METRICS, METRIC_ROLLUPS};
 use rdkafka::Message;
 use shared::testkit::TestKafka;
 
-use crate::{WAIT, eventually, key, spawn};
+use crate::{WAIT, eventually, key, spawn_only};
 
 const HOST: &str = "collectd-test-host";
 
@@ -18,7 +18,7 @@ const HOST: &str = "collectd-test-host";
 async fn collectd_write_kafka_values_arrive_and_are_rolled_up() {
     let kafka = TestKafka::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let app = spawn(&kafka, dir.path()).await;
+    let app = spawn_only(&kafka, dir.path(), &["metrics-aggregation"]).await;
     let collectd = Collectd::start(kafka.kafka(), &dir.path().join("collectd"), HOST)
         .await
         .unwrap();

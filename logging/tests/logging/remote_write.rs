@@ -14,7 +14,7 @@ use rdkafka::Message;
 use reqwest::StatusCode;
 use shared::testkit::{TestKafka, http};
 
-use crate::{WAIT, eventually, key, spawn};
+use crate::{WAIT, eventually, key, spawn_only};
 
 fn label(name: &str, value: &str) -> Label {
     Label {
@@ -50,7 +50,7 @@ async fn post(
 async fn bad_remote_write_requests_are_4xx_with_a_reason_and_produce_nothing() {
     let kafka = TestKafka::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let app = spawn(&kafka, dir.path()).await;
+    let app = spawn_only(&kafka, dir.path(), &["remote-write-receiver"]).await;
     let url = app.url();
     let client = http::client();
     let protobuf = "application/x-protobuf";
@@ -175,7 +175,12 @@ async fn bad_remote_write_requests_are_4xx_with_a_reason_and_produce_nothing() {
 async fn prometheus_remote_write_reaches_metric_rollups() {
     let kafka = TestKafka::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let app = spawn(&kafka, dir.path()).await;
+    let app = spawn_only(
+        &kafka,
+        dir.path(),
+        &["remote-write-receiver", "metrics-aggregation"],
+    )
+    .await;
     let prometheus = Prometheus::start(
         &dir.path().join("prometheus"),
         &format!("{}/api/v1/write", app.url()),

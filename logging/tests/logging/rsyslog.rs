@@ -12,13 +12,13 @@ use rdkafka::Message;
 use shared::testkit::TestKafka;
 use tokio::io::AsyncWriteExt;
 
-use crate::{WAIT, eventually, key, parsed, spawn};
+use crate::{WAIT, eventually, key, parsed, spawn_only};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn syslog_through_rsyslog_omkafka_is_keyed_by_app_and_host_and_parsed() {
     let kafka = TestKafka::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let parser = spawn(&kafka, dir.path()).await;
+    let parser = spawn_only(&kafka, dir.path(), &["log-parser"]).await;
     let rsyslog = Rsyslog::start(kafka.kafka(), &dir.path().join("rsyslog"), &[])
         .await
         .unwrap();
