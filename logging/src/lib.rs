@@ -10,7 +10,8 @@
 //!
 //! The real forwarders and collectors nobody here wrote — rsyslog (`omkafka`), collectd
 //! (`write_kafka`), Prometheus (remote write to our [`remote_write_receiver`]) — run as child
-//! processes from [`collectors`], with the configuration in `logging/config/`.
+//! processes from [`collectors`], with the configuration in `logging/config/`. [`bench`] holds
+//! the measurements (`logging bench forwarder`: ours against rsyslog).
 
 pub mod alerting;
 pub mod app;
