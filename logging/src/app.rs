@@ -12,7 +12,10 @@ use shared::{Kafka, KafkaArgs};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
-use crate::{analytics_sink, log_aggregation, log_parser, log_sink, metrics_aggregation, topics};
+use crate::{
+    analytics_sink, log_aggregation, log_parser, log_sink, metrics_aggregation,
+    remote_write_receiver, topics,
+};
 
 /// Logging, as the scaffold runs it.
 pub struct Logging;
@@ -46,6 +49,7 @@ impl CaseStudyCli for Logging {
                 Box::new(metrics_aggregation::Service),
                 Box::new(log_sink::Service),
                 Box::new(analytics_sink::Service),
+                Box::new(remote_write_receiver::Service),
             ],
             routes: |_| Router::new(),
             openapi: ApiDoc::openapi,
@@ -74,6 +78,6 @@ impl CaseStudyCli for Logging {
         title = "Logging",
         description = "Logs and metrics from real forwarders into Kafka; parsed, rolled up, searchable, alerting."
     ),
-    paths(log_sink::api::search)
+    paths(log_sink::api::search, remote_write_receiver::write)
 )]
 pub struct ApiDoc;

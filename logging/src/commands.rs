@@ -23,7 +23,8 @@ pub enum Command {
     /// Searches the log sink's index (opened read-only in its state directory; a running sink
     /// may keep writing it): the hits, newest first, then how many matched.
     Search(SearchArgs),
-    /// Benchmarks (run with --release).
+    /// Measurements: `bench forwarder` (ours against rsyslog omkafka on one file), `bench index`
+    /// (parse + index lines/s, write → searchable).
     Bench {
         #[command(subcommand)]
         bench: crate::bench::BenchCommand,

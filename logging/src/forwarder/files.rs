@@ -315,28 +315,38 @@ impl Tailer {
 
     /// Ships the line in `open.partial`, which ends at byte `line_end` of the file.
     fn emit(&self, open: &mut Open, line_end: u64) -> Result<(), PollError> {
-        let mut line = std::mem::take(&mut open.partial);
+        // The line is shipped from the buffer (librdkafka copies it), which is then reused: no
+        // allocation per line.
         let length = std::mem::take(&mut open.partial_len);
-        if line.last() == Some(&b'\r') && length == line.len() {
-            line.pop();
+        let mut kept = open.partial.len();
+        if open.partial.last() == Some(&b'\r') && length == kept {
+            kept -= 1;
         }
-        if line.is_empty() {
+        if kept == 0 {
+            open.partial.clear();
             return Ok(());
         }
+        let cut = length > open.partial.len();
+        let line = &open.partial[..kept];
         let stats = self.shipper.stats();
-        if length > line.len() {
+        if cut {
             stats.truncated.fetch_add(1, Ordering::Relaxed);
             super::metrics().truncated.inc();
             tracing::warn!(path = %self.label, length, kept = line.len(), "line over --max-line-bytes: cut");
         }
-        let permit = self
-            .runtime
-            .block_on(self.shipper.acquire(&self.stop))
-            .ok_or(Stopped)?;
+        // A free permit is taken at once; only a forwarder at its bound waits on the runtime.
+        let permit = match self.shipper.try_acquire() {
+            Some(permit) => permit,
+            None => self
+                .runtime
+                .block_on(self.shipper.acquire(&self.stop))
+                .ok_or(Stopped)?,
+        };
         let in_flight = self
             .shipper
-            .ship_blocking(&self.config.key, &line, permit)
+            .ship_blocking(&self.config.key, line, permit)
             .map_err(|err| PollError::Fatal(format!("cannot ship a line: {err}")))?;
+        open.partial.clear();
         stats.record_line(super::Source::File);
         let checkpoint = self.checkpoint(open.id, line_end);
         self.send(Ack::Line {
@@ -358,7 +368,15 @@ impl Tailer {
     fn send(&self, ack: Ack) -> Result<(), Stopped> {
         // The acker ends only after the tailer (it owns the sending side): a failed send means
         // the forwarder is going down.
-        self.acks.blocking_send(ack).map_err(|_| Stopped)
+        // The channel has room for every line in flight: a send rarely waits, and only then
+        // on the runtime.
+        match self.acks.try_send(ack) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(ack)) => {
+                self.acks.blocking_send(ack).map_err(|_| Stopped)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Stopped),
+        }
     }
 
     /// Sleeps `duration`, or less when the forwarder stops. (A plain thread sleep in short

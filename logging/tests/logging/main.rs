@@ -1,11 +1,15 @@
 //! Logging end to end, on the broker the testkit picks (`CASESTUDIES_TEST_KAFKA`): the log
 //! parser started as the binary starts it, the forwarder as `logging forward` starts it, and
-//! their results read back from the topics.
+//! their results read back from the topics; rsyslog, collectd and Prometheus — the real
+//! programs — as child processes with the configuration in `logging/config/`.
 
 mod aggregation;
+mod collectd;
 mod forwarder;
 mod metrics;
 mod parser;
+mod remote_write;
+mod rsyslog;
 mod simulator;
 mod sink;
 
@@ -30,6 +34,17 @@ pub const WAIT: Duration = Duration::from_secs(60);
 pub async fn spawn(kafka: &TestKafka, dir: &Path) -> Process {
     let serve = ServeArgs::for_tests(dir);
     shared::service::cli::start::<Logging>(kafka.kafka(), &[], &serve, &Options::default())
+        .await
+        .unwrap()
+        .0
+}
+
+/// Starts only the services named (`log-parser`, `metrics-aggregation`, …) on `kafka`: a test
+/// of one path starts what that path needs.
+pub async fn spawn_only(kafka: &TestKafka, dir: &Path, services: &[&str]) -> Process {
+    let serve = ServeArgs::for_tests(dir);
+    let names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
+    shared::service::cli::start::<Logging>(kafka.kafka(), &names, &serve, &NoOptions {})
         .await
         .unwrap()
         .0

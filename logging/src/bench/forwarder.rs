@@ -1,0 +1,311 @@
+//! `logging bench forwarder`: one file of realistic log lines (RFC 5424 syslog and combined
+//! access-log lines, half each, ~140 bytes) shipped to `application_logs` by our forwarder
+//! (in this process, as `logging forward --file` runs it), then by rsyslog (`imfile` →
+//! `omkafka`, a child process with `logging/config/rsyslog.conf`), to the same broker, each on
+//! a topic of its own.
+//!
+//! **What is timed**: from the moment the file appears at the path the forwarder (or rsyslog)
+//! was told to follow — both already running, connected and waiting — until the topic's high
+//! watermarks add up to every line (the broker has them all, acknowledged: both producers run
+//! `acks=all`, idempotent, so there are no duplicates to count). Start-up is not timed.
+//!
+//! **Fair settings**: both producers use the same librdkafka settings (`acks=all`,
+//! idempotence, lz4, `linger.ms=20`; rsyslog's are in its configuration); both read the file
+//! from its start, one key (`bench/<host>`), so one partition, for both. rsyslog's queue is
+//! its shipped one (in memory, disk-assisted past 80,000 messages, batches of 1,024 to omkafka).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use shared::{Kafka, KafkaArgs};
+use tokio_util::sync::CancellationToken;
+
+use crate::collectors::rsyslog::{FileInput, Rsyslog};
+use crate::forwarder::{ForwardArgs, Forwarder};
+use crate::topics::APPLICATION_LOGS;
+
+/// `logging bench forwarder`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ForwarderBenchArgs {
+    /// Lines in the file.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub lines: u64,
+    /// Where the file, the forwarder's positions and rsyslog's work directory go (a temporary
+    /// directory, removed afterwards, when not given).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// How long one shipper may take before the run fails.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Our forwarder's `--max-in-flight` (lines unacknowledged, at most).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_in_flight: usize,
+    /// Only our forwarder (no rsyslog).
+    #[arg(long)]
+    pub without_rsyslog: bool,
+}
+
+/// The application of the file's lines (the key's first part, for both shippers).
+const APP: &str = "bench";
+
+/// Line `n` of the file: even lines RFC 5424, odd lines combined access-log lines.
+pub fn line(n: u64) -> String {
+    let second = n / 1000 % 60;
+    let millis = n % 1000;
+    if n.is_multiple_of(2) {
+        let severity = [6, 6, 6, 5, 4, 3][(n / 2 % 6) as usize];
+        format!(
+            "<{}>1 2026-03-01T12:00:{second:02}.{millis:03}Z web-{} checkout {} - - order {n} \
+             paid in {} ms by card ending {:04}",
+            16 * 8 + severity,
+            n % 7,
+            4000 + n % 13,
+            n % 900 + 10,
+            n % 10_000
+        )
+    } else {
+        let status = [200, 200, 200, 304, 404, 502][(n / 2 % 6) as usize];
+        format!(
+            "203.0.113.{} - - [01/Mar/2026:12:00:{second:02} +0000] \"GET /api/items/{n} HTTP/1.1\" \
+             {status} {} \"-\" \"Mozilla/5.0 (X11; Linux x86_64)\"",
+            n % 250 + 1,
+            n % 5000 + 100
+        )
+    }
+}
+
+/// Writes `lines` lines to `path`; its size in bytes.
+fn generate(path: &Path, lines: u64) -> anyhow::Result<u64> {
+    let mut file = std::io::BufWriter::with_capacity(
+        1 << 20,
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+    );
+    let mut bytes = 0;
+    for n in 0..lines {
+        let line = line(n);
+        bytes += line.len() as u64 + 1;
+        writeln!(file, "{line}")?;
+    }
+    file.into_inner()?.sync_all()?;
+    Ok(bytes)
+}
+
+/// The sum of the topic's high watermarks: the records the broker has.
+fn records_on(consumer: &BaseConsumer, topic: &str, partitions: i32) -> anyhow::Result<i64> {
+    let mut total = 0;
+    for partition in 0..partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+        total += high;
+    }
+    Ok(total)
+}
+
+/// One shipper's run: how long until the broker had every line.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    pub elapsed: Duration,
+}
+
+impl Measured {
+    pub fn lines_per_second(&self, lines: u64) -> f64 {
+        lines as f64 / self.elapsed.as_secs_f64()
+    }
+    pub fn megabytes_per_second(&self, bytes: u64) -> f64 {
+        bytes as f64 / 1e6 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Moves the prepared file to `target` (the path the shipper follows), then waits until the
+/// topic holds `lines` records.
+async fn measure(
+    kafka: &Kafka,
+    source: &Path,
+    target: &Path,
+    lines: u64,
+    timeout: Duration,
+    stop: &CancellationToken,
+) -> anyhow::Result<Measured> {
+    let topic = kafka.topic(&APPLICATION_LOGS);
+    let partitions = APPLICATION_LOGS.partitions;
+    let consumer: BaseConsumer = kafka
+        .consumer_config()
+        .set("group.id", format!("{}bench-watermarks", kafka.prefix()))
+        .create()?;
+    let consumer = std::sync::Arc::new(consumer);
+    let count = || {
+        let counting = std::sync::Arc::clone(&consumer);
+        let counted = topic.clone();
+        async move {
+            tokio::task::spawn_blocking(move || records_on(&counting, &counted, partitions)).await?
+        }
+    };
+    // A topic just created has no leaders for a moment (a real broker): counting works first.
+    let ready = Instant::now();
+    while let Err(err) = count().await {
+        if ready.elapsed() > Duration::from_secs(60) {
+            bail!("cannot read the high watermarks of {topic}: {err}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = Instant::now();
+    std::fs::rename(source, target)?;
+    loop {
+        let have = match count().await {
+            Ok(have) => have,
+            Err(err) => {
+                tracing::warn!(%err, "high watermarks");
+                0
+            }
+        };
+        if have >= lines as i64 {
+            if have > lines as i64 {
+                bail!("{have} records for {lines} lines: some were sent twice");
+            }
+            return Ok(Measured {
+                elapsed: started.elapsed(),
+            });
+        }
+        if started.elapsed() > timeout || stop.is_cancelled() {
+            bail!(
+                "{have} of {lines} lines on {topic} after {:?}",
+                started.elapsed()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn ours(
+    kafka: &Kafka,
+    dir: &Path,
+    source: &Path,
+    lines: u64,
+    args: &ForwarderBenchArgs,
+    stop: &CancellationToken,
+) -> anyhow::Result<Measured> {
+    let target = dir.join("ours/input/bench.log");
+    std::fs::create_dir_all(target.parent().unwrap())?;
+    let forward = ForwardArgs {
+        files: vec![target.clone()],
+        app: Some(APP.into()),
+        host: Some(crate::forwarder::hostname()),
+        max_in_flight: args.max_in_flight,
+        ..ForwardArgs::new(dir.join("ours/data"))
+    };
+    let forwarder_stop = stop.child_token();
+    let forwarder = Forwarder::start(kafka, &forward, forwarder_stop.clone()).await?;
+    let measured = measure(kafka, source, &target, lines, args.timeout, stop).await;
+    forwarder_stop.cancel();
+    let report = forwarder.join().await?;
+    let measured = measured?;
+    anyhow::ensure!(
+        report.acknowledged == lines,
+        "our forwarder acknowledged {} of {lines} lines",
+        report.acknowledged
+    );
+    Ok(measured)
+}
+
+async fn rsyslog(
+    kafka: &Kafka,
+    dir: &Path,
+    source: &Path,
+    lines: u64,
+    args: &ForwarderBenchArgs,
+    stop: &CancellationToken,
+) -> anyhow::Result<Measured> {
+    let target = dir.join("rsyslog/input/bench.log");
+    std::fs::create_dir_all(target.parent().unwrap())?;
+    let files = [FileInput {
+        path: target.clone(),
+        tag: APP.into(),
+    }];
+    let rsyslog = Rsyslog::start(kafka, &dir.join("rsyslog/work"), &files).await?;
+    let measured = measure(kafka, source, &target, lines, args.timeout, stop).await;
+    rsyslog.stop().await?;
+    measured
+}
+
+/// `logging bench forwarder`.
+pub async fn run(
+    args: ForwarderBenchArgs,
+    kafka: &KafkaArgs,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(args.lines > 0, "--lines must be at least 1");
+    let kafka = Kafka::connect(kafka)?;
+    let temporary;
+    let dir = match &args.work_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            dir.clone()
+        }
+        None => {
+            temporary = tempfile::tempdir()?;
+            temporary.path().to_owned()
+        }
+    };
+    println!(
+        "logging bench forwarder: {} lines, broker {}",
+        args.lines,
+        shared::bench::broker(&kafka)
+    );
+    let file = dir.join("bench.log");
+    let bytes = generate(&file, args.lines)?;
+    println!(
+        "  input: {} ({:.1} MB, {:.0} bytes a line)",
+        file.display(),
+        bytes as f64 / 1e6,
+        bytes as f64 / args.lines as f64
+    );
+    let report = |who: &str, measured: &Measured| {
+        println!(
+            "  {who:<28} {:>8.2} s  {:>10.0} lines/s  {:>7.1} MB/s",
+            measured.elapsed.as_secs_f64(),
+            measured.lines_per_second(args.lines),
+            measured.megabytes_per_second(bytes)
+        );
+    };
+
+    let copy = dir.join("bench.log.ours");
+    std::fs::copy(&file, &copy)?;
+    let ours_kafka = shared::bench::fresh_prefix(&kafka);
+    let ours = ours(&ours_kafka, &dir, &copy, args.lines, &args, &stop).await?;
+    report("our forwarder", &ours);
+    if args.without_rsyslog {
+        return Ok(());
+    }
+    let theirs_kafka = shared::bench::fresh_prefix(&kafka);
+    let theirs = rsyslog(&theirs_kafka, &dir, &file, args.lines, &args, &stop).await?;
+    report("rsyslog imfile → omkafka", &theirs);
+    println!(
+        "  ours / rsyslog: {:.2}× (lines/s)",
+        ours.lines_per_second(args.lines) / theirs.lines_per_second(args.lines)
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Format;
+
+    #[test]
+    fn the_generated_lines_are_syslog_and_access_logs_the_parser_reads() {
+        let origin = crate::log_parser::Origin {
+            key: Some("bench/host"),
+            topic: "logging.application_logs",
+            partition: 0,
+            offset: 0,
+            timestamp_ms: None,
+        };
+        let parse = |n: u64| crate::log_parser::parse_line(line(n).as_bytes(), &origin).format;
+        assert_eq!(parse(0), Format::Rfc5424);
+        assert_eq!(parse(1), Format::AccessLog);
+        assert_eq!(parse(999_998), Format::Rfc5424);
+        assert_eq!(parse(999_999), Format::AccessLog);
+    }
+}
