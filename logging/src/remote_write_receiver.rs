@@ -323,7 +323,7 @@ pub async fn write(
 pub struct Service;
 
 #[async_trait::async_trait(?Send)]
-impl shared::service::Service<()> for Service {
+impl shared::service::Service<crate::app::Resources> for Service {
     fn name(&self) -> &'static str {
         "remote-write-receiver"
     }
@@ -333,7 +333,7 @@ impl shared::service::Service<()> for Service {
     async fn start(
         &self,
         ctx: &shared::service::Context,
-        _resources: &(),
+        _resources: &crate::app::Resources,
     ) -> anyhow::Result<shared::service::Running> {
         skipped_samples();
         let receiver = Arc::new(RemoteWriteReceiver::new(&ctx.kafka)?);

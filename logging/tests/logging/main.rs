@@ -29,7 +29,7 @@ pub use shared::testkit::eventually;
 /// How long a test waits for records: generous, the machine may be busy.
 pub const WAIT: Duration = Duration::from_secs(60);
 
-/// Starts Logging's services (the log parser) on `kafka`, on a free port: through the same entry
+/// Starts every Logging service on `kafka`, on a free port: through the same entry
 /// point as the binary.
 pub async fn spawn(kafka: &TestKafka, dir: &Path) -> Process {
     let serve = ServeArgs::for_tests(dir);
@@ -44,7 +44,7 @@ pub async fn spawn(kafka: &TestKafka, dir: &Path) -> Process {
 pub async fn spawn_only(kafka: &TestKafka, dir: &Path, services: &[&str]) -> Process {
     let serve = ServeArgs::for_tests(dir);
     let names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
-    shared::service::cli::start::<Logging>(kafka.kafka(), &names, &serve, &NoOptions {})
+    shared::service::cli::start::<Logging>(kafka.kafka(), &names, &serve, &Options::default())
         .await
         .unwrap()
         .0
