@@ -5,6 +5,7 @@
 
 mod aggregation;
 mod collectd;
+mod e2e;
 mod forwarder;
 mod metrics;
 mod parser;
