@@ -61,10 +61,20 @@ pub fn reader(
 /// This process's CPU time so far (user + system, every thread, finished ones included), from
 /// Linux's `/proc/self/stat`; `None` elsewhere.
 pub fn process_cpu() -> Option<Duration> {
+    cpu_from_stat("/proc/self/stat")
+}
+
+/// The CPU time so far of process `pid` (a child: rsyslogd in a benchmark), as
+/// [`process_cpu`]; `None` when it is gone or not on Linux.
+pub fn pid_cpu(pid: u32) -> Option<Duration> {
+    cpu_from_stat(&format!("/proc/{pid}/stat"))
+}
+
+fn cpu_from_stat(path: &str) -> Option<Duration> {
     /// Ticks per second of `/proc/<pid>/stat`'s times: the kernel's `USER_HZ`, 100 on every
     /// architecture Linux exports to user space (what `sysconf(_SC_CLK_TCK)` answers).
     const USER_HZ: u64 = 100;
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let stat = std::fs::read_to_string(path).ok()?;
     // After the command (in parentheses, which may hold spaces): the state is field 3 of the
     // line, utime field 14 and stime field 15.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();

@@ -379,7 +379,21 @@ pub fn finish(router: Router) -> Router {
     router
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::middleware::map_response(close_after_413))
         .layer(TraceLayer::new_for_http())
+}
+
+/// A 413 is answered before the request's body was read to its end, and the server then closes
+/// the connection: `Connection: close` says so, so a client does not send its next request on
+/// that connection (it would fail with an incomplete message) but opens a new one.
+async fn close_after_413(mut response: Response) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// The largest non-JSON error body turned into a JSON `detail` (axum's rejections are short).
@@ -531,6 +545,19 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"], "bad request");
         assert!(body["detail"].as_str().unwrap().contains("limit"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_a_json_413_that_closes_the_connection() {
+        let body = format!(r#"{{"n": 1, "pad": "{}"}}"#, "x".repeat(3 << 20));
+        let response = app().oneshot(post_json(&body)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(response.headers()[header::CONNECTION], "close");
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(body["error"].is_string(), "{body}");
     }
 
     #[tokio::test]

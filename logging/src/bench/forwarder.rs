@@ -13,6 +13,10 @@
 //! idempotence, lz4, `linger.ms=20`; rsyslog's are in its configuration); both read the file
 //! from its start, one key (`bench/<host>`), so one partition, for both. rsyslog's queue is
 //! its shipped one (in memory, disk-assisted past 80,000 messages, batches of 1,024 to omkafka).
+//!
+//! **Fair order**: the runs go in rounds, ours first in odd rounds and rsyslog first in even
+//! ones (ABBA), so neither always meets the broker cold (a JVM broker's JIT warms up during
+//! the first run). The ratio is of the total lines each shipped over its total time.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -46,6 +50,9 @@ pub struct ForwarderBenchArgs {
     /// Only our forwarder (no rsyslog).
     #[arg(long)]
     pub without_rsyslog: bool,
+    /// Rounds of one run each; ours goes first in odd rounds, rsyslog in even ones.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub rounds: u32,
 }
 
 /// The application of the file's lines (the key's first part, for both shippers).
@@ -103,10 +110,15 @@ fn records_on(consumer: &BaseConsumer, topic: &str, partitions: i32) -> anyhow::
     Ok(total)
 }
 
-/// One shipper's run: how long until the broker had every line.
-#[derive(Debug, Clone, Copy)]
+/// One shipper's run: how long until the broker had every line, and the CPU time spent
+/// meanwhile.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Measured {
     pub elapsed: Duration,
+    /// This process: our forwarder in its run, and an embedded broker (if any) in both.
+    pub cpu_self: Option<Duration>,
+    /// rsyslogd, in its run.
+    pub cpu_rsyslogd: Option<Duration>,
 }
 
 impl Measured {
@@ -126,6 +138,7 @@ async fn measure(
     target: &Path,
     lines: u64,
     timeout: Duration,
+    rsyslogd: Option<u32>,
     stop: &CancellationToken,
 ) -> anyhow::Result<Measured> {
     let topic = kafka.topic(&APPLICATION_LOGS);
@@ -150,6 +163,13 @@ async fn measure(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let cpu = || {
+        (
+            shared::bench::process_cpu(),
+            rsyslogd.and_then(shared::bench::pid_cpu),
+        )
+    };
+    let (self_before, rsyslogd_before) = cpu();
     let started = Instant::now();
     std::fs::rename(source, target)?;
     loop {
@@ -164,8 +184,15 @@ async fn measure(
             if have > lines as i64 {
                 bail!("{have} records for {lines} lines: some were sent twice");
             }
+            let elapsed = started.elapsed();
+            let (self_after, rsyslogd_after) = cpu();
+            let spent = |before: Option<Duration>, after: Option<Duration>| {
+                Some(after?.saturating_sub(before?))
+            };
             return Ok(Measured {
-                elapsed: started.elapsed(),
+                elapsed,
+                cpu_self: spent(self_before, self_after),
+                cpu_rsyslogd: spent(rsyslogd_before, rsyslogd_after),
             });
         }
         if started.elapsed() > timeout || stop.is_cancelled() {
@@ -186,18 +213,18 @@ async fn ours(
     args: &ForwarderBenchArgs,
     stop: &CancellationToken,
 ) -> anyhow::Result<Measured> {
-    let target = dir.join("ours/input/bench.log");
+    let target = dir.join("input/bench.log");
     std::fs::create_dir_all(target.parent().unwrap())?;
     let forward = ForwardArgs {
         files: vec![target.clone()],
         app: Some(APP.into()),
         host: Some(crate::forwarder::hostname()),
         max_in_flight: args.max_in_flight,
-        ..ForwardArgs::new(dir.join("ours/data"))
+        ..ForwardArgs::new(dir.join("data"))
     };
     let forwarder_stop = stop.child_token();
     let forwarder = Forwarder::start(kafka, &forward, forwarder_stop.clone()).await?;
-    let measured = measure(kafka, source, &target, lines, args.timeout, stop).await;
+    let measured = measure(kafka, source, &target, lines, args.timeout, None, stop).await;
     forwarder_stop.cancel();
     let report = forwarder.join().await?;
     let measured = measured?;
@@ -217,14 +244,15 @@ async fn rsyslog(
     args: &ForwarderBenchArgs,
     stop: &CancellationToken,
 ) -> anyhow::Result<Measured> {
-    let target = dir.join("rsyslog/input/bench.log");
+    let target = dir.join("input/bench.log");
     std::fs::create_dir_all(target.parent().unwrap())?;
     let files = [FileInput {
         path: target.clone(),
         tag: APP.into(),
     }];
-    let rsyslog = Rsyslog::start(kafka, &dir.join("rsyslog/work"), &files).await?;
-    let measured = measure(kafka, source, &target, lines, args.timeout, stop).await;
+    let rsyslog = Rsyslog::start(kafka, &dir.join("work"), &files).await?;
+    let pid = rsyslog.pid();
+    let measured = measure(kafka, source, &target, lines, args.timeout, Some(pid), stop).await;
     rsyslog.stop().await?;
     measured
 }
@@ -261,31 +289,79 @@ pub async fn run(
         bytes as f64 / 1e6,
         bytes as f64 / args.lines as f64
     );
+    let cpu = |cpu: Option<Duration>| {
+        cpu.map_or_else(|| "-".to_owned(), |cpu| format!("{:.2}", cpu.as_secs_f64()))
+    };
     let report = |who: &str, measured: &Measured| {
         println!(
-            "  {who:<28} {:>8.2} s  {:>10.0} lines/s  {:>7.1} MB/s",
+            "  {who:<36} {:>8.2} s  {:>10.0} lines/s  {:>7.1} MB/s  CPU s: this process {}, rsyslogd {}",
             measured.elapsed.as_secs_f64(),
             measured.lines_per_second(args.lines),
-            measured.megabytes_per_second(bytes)
+            measured.megabytes_per_second(bytes),
+            cpu(measured.cpu_self),
+            cpu(measured.cpu_rsyslogd),
         );
     };
 
-    let copy = dir.join("bench.log.ours");
-    std::fs::copy(&file, &copy)?;
-    let ours_kafka = shared::bench::fresh_prefix(&kafka);
-    let ours = ours(&ours_kafka, &dir, &copy, args.lines, &args, &stop).await?;
-    report("our forwarder", &ours);
+    let mut totals = [Duration::ZERO; 2];
+    for round in 1..=args.rounds {
+        let order: &[Shipper] = match (args.without_rsyslog, round % 2) {
+            (true, _) => &[Shipper::Ours],
+            (false, 1) => &[Shipper::Ours, Shipper::Rsyslog],
+            (false, _) => &[Shipper::Rsyslog, Shipper::Ours],
+        };
+        for shipper in order {
+            let run_dir = dir.join(format!("round-{round}/{}", shipper.dir()));
+            let copy = dir.join("bench.log.copy");
+            std::fs::copy(&file, &copy)?;
+            let fresh = shared::bench::fresh_prefix(&kafka);
+            let measured = match shipper {
+                Shipper::Ours => ours(&fresh, &run_dir, &copy, args.lines, &args, &stop).await?,
+                Shipper::Rsyslog => rsyslog(&fresh, &run_dir, &copy, args.lines, &args, &stop).await?,
+            };
+            totals[*shipper as usize] += measured.elapsed;
+            report(&format!("round {round}: {}", shipper.name()), &measured);
+        }
+    }
     if args.without_rsyslog {
         return Ok(());
     }
-    let theirs_kafka = shared::bench::fresh_prefix(&kafka);
-    let theirs = rsyslog(&theirs_kafka, &dir, &file, args.lines, &args, &stop).await?;
-    report("rsyslog imfile → omkafka", &theirs);
+    let [ours, theirs] = totals.map(|elapsed| Measured {
+        elapsed,
+        ..Measured::default()
+    });
+    let lines = args.lines * u64::from(args.rounds);
     println!(
-        "  ours / rsyslog: {:.2}× (lines/s)",
-        ours.lines_per_second(args.lines) / theirs.lines_per_second(args.lines)
+        "  ours / rsyslog over {} rounds: {:.2}× (lines/s: {:.0} against {:.0})",
+        args.rounds,
+        ours.lines_per_second(lines) / theirs.lines_per_second(lines),
+        ours.lines_per_second(lines),
+        theirs.lines_per_second(lines)
     );
     Ok(())
+}
+
+/// Who ships the file in a run.
+#[derive(Debug, Clone, Copy)]
+enum Shipper {
+    Ours = 0,
+    Rsyslog = 1,
+}
+
+impl Shipper {
+    fn name(self) -> &'static str {
+        match self {
+            Shipper::Ours => "our forwarder",
+            Shipper::Rsyslog => "rsyslog imfile → omkafka",
+        }
+    }
+
+    fn dir(self) -> &'static str {
+        match self {
+            Shipper::Ours => "ours",
+            Shipper::Rsyslog => "rsyslog",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use logging::app::{Logging, Options};
 use logging::events::{Format, Level, LogRecord};
 use logging::log_sink::index::{LogReader, Search, SearchResult};
 use logging::log_sink::{self, SinkConfig};
-use logging::topics::{APPLICATION_LOGS, PARSED_LOGS};
+use logging::topics::{APPLICATION_LOGS, APPLICATION_METRICS, PARSED_LOGS};
 use rdkafka::Message;
 use rdkafka::message::OwnedHeaders;
 use reqwest::StatusCode;
@@ -390,11 +390,50 @@ async fn bad_records_are_dead_lettered_odd_lines_indexed_and_bad_searches_are_40
     app.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_analytics_sink_writes_parsed_logs_rows_to_parquet() {
+/// Every row of the Parquet files under `table`: the `columns` named, as text (an Int64 column
+/// printed).
+fn parquet_rows(table: &Path, columns: &[&str]) -> Vec<Vec<String>> {
+    use parquet::basic::Type;
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use parquet::record::RowAccessor;
 
+    let mut rows = Vec::new();
+    for path in shared::analytics::files_under(table).unwrap() {
+        if path.extension().and_then(|e| e.to_str()) != Some("parquet") {
+            continue;
+        }
+        let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+        let schema = reader.metadata().file_metadata().schema_descr_ptr();
+        let wanted: Vec<(usize, Type)> = columns
+            .iter()
+            .map(|name| {
+                let i = schema
+                    .columns()
+                    .iter()
+                    .position(|c| c.name() == *name)
+                    .unwrap_or_else(|| panic!("no column {name} in {}", path.display()));
+                (i, schema.column(i).physical_type())
+            })
+            .collect();
+        for row in reader.get_row_iter(None).unwrap() {
+            let row = row.unwrap();
+            rows.push(
+                wanted
+                    .iter()
+                    .map(|(i, kind)| match kind {
+                        Type::INT64 => row.get_long(*i).unwrap().to_string(),
+                        _ => row.get_string(*i).unwrap().clone(),
+                    })
+                    .collect(),
+            );
+        }
+    }
+    rows.sort();
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_analytics_sink_writes_parsed_logs_and_metrics_rows_to_parquet() {
     let kafka = TestKafka::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (app, dirs) = shared::service::cli::start::<Logging>(
@@ -421,43 +460,36 @@ async fn the_analytics_sink_writes_parsed_logs_rows_to_parquet() {
         .await;
     }
     send(&producer, &parsed, "checkout/web-1", b"not json").await;
-    let table = dir.path().join("analytics").join("parsed_logs");
-    let rows = eventually(WAIT, "20 rows in Parquet", || {
-        let table = table.clone();
+    // application_metrics: our samples (two in one record), a collectd value list (a null
+    // skipped), and a record with no samples.
+    let metrics = kafka.kafka().topic(&APPLICATION_METRICS);
+    send(
+        &producer,
+        &metrics,
+        "api/web-1",
+        br#"[{"name":"http_requests_total","labels":{"code":"200"},"value":7,"time":"2026-03-01T12:00:00Z"},{"name":"http_seconds","value":0.25,"time":"2026-03-01T12:00:01Z"}]"#,
+    )
+    .await;
+    send(
+        &producer,
+        &metrics,
+        "collectd/web-2",
+        br#"[{"values":[0.5,null,0.7],"dstypes":["gauge","gauge","gauge"],"dsnames":["shortterm","midterm","longterm"],"time":1772366400,"interval":10,"host":"web-2","plugin":"load","plugin_instance":"","type":"load","type_instance":""}]"#,
+    )
+    .await;
+    send(&producer, &metrics, "api/web-1", b"[]").await;
+
+    let logs_table = dir.path().join("analytics").join("parsed_logs");
+    let rows = eventually(WAIT, "20 rows of parsed_logs in Parquet", || {
+        let table = logs_table.clone();
         async move {
-            let mut rows = Vec::new();
-            for path in shared::analytics::files_under(&table).unwrap() {
-                if path.extension().and_then(|e| e.to_str()) != Some("parquet") {
-                    continue;
-                }
-                let reader =
-                    SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
-                let schema = reader.metadata().file_metadata().schema_descr_ptr();
-                let column = |name: &str| {
-                    schema
-                        .columns()
-                        .iter()
-                        .position(|c| c.name() == name)
-                        .unwrap()
-                };
-                let (id, message, level) = (column("event_id"), column("message"), column("level"));
-                for row in reader.get_row_iter(None).unwrap() {
-                    let row = row.unwrap();
-                    rows.push((
-                        row.get_string(id).unwrap().clone(),
-                        row.get_string(message).unwrap().clone(),
-                        row.get_string(level).unwrap().clone(),
-                    ));
-                }
-            }
+            let rows = parquet_rows(&table, &["event_id", "message", "level"]);
             (rows.len() >= 20).then_some(rows)
         }
     })
     .await;
-    let mut rows = rows;
-    rows.sort();
-    let mut expected: Vec<(String, String, String)> = (0..20)
-        .map(|i| (format!("p{i}"), format!("row {i}"), "info".to_owned()))
+    let mut expected: Vec<Vec<String>> = (0..20)
+        .map(|i| vec![format!("p{i}"), format!("row {i}"), "info".to_owned()])
         .collect();
     expected.sort();
     assert_eq!(rows, expected);
@@ -466,6 +498,31 @@ async fn the_analytics_sink_writes_parsed_logs_rows_to_parquet() {
         letters[0].error.contains("not a valid LogRecord"),
         "{letters:#?}"
     );
+
+    let metrics_table = dir.path().join("analytics").join("application_metrics");
+    let rows = eventually(WAIT, "2 rows of application_metrics in Parquet", || {
+        let table = metrics_table.clone();
+        async move {
+            let rows = parquet_rows(&table, &["samples", "names", "json"]);
+            (rows.len() >= 2).then_some(rows)
+        }
+    })
+    .await;
+    // Sorted: collectd's row first.
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert_eq!(
+        rows[0][..2],
+        ["2", "collectd_load_load_longterm,collectd_load_load_shortterm"]
+    );
+    let collectd: serde_json::Value = serde_json::from_str(&rows[0][2]).unwrap();
+    assert_eq!(collectd[0]["labels"]["host"], "web-2");
+    assert_eq!(collectd[0]["value"], 0.5);
+    assert_eq!(rows[1][..2], ["2", "http_requests_total,http_seconds"]);
+    let ours: serde_json::Value = serde_json::from_str(&rows[1][2]).unwrap();
+    assert_eq!(ours[0]["labels"]["code"], "200");
+    assert_eq!(ours[0]["value"], 7.0);
+    let letters = kafka.read_dlq(&metrics, 1, WAIT).await.unwrap();
+    assert!(letters[0].error.contains("no samples"), "{letters:#?}");
     drop(dirs);
     app.stop().await.unwrap();
 }
