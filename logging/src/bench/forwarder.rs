@@ -317,7 +317,9 @@ pub async fn run(
             let fresh = shared::bench::fresh_prefix(&kafka);
             let measured = match shipper {
                 Shipper::Ours => ours(&fresh, &run_dir, &copy, args.lines, &args, &stop).await?,
-                Shipper::Rsyslog => rsyslog(&fresh, &run_dir, &copy, args.lines, &args, &stop).await?,
+                Shipper::Rsyslog => {
+                    rsyslog(&fresh, &run_dir, &copy, args.lines, &args, &stop).await?
+                }
             };
             totals[*shipper as usize] += measured.elapsed;
             report(&format!("round {round}: {}", shipper.name()), &measured);

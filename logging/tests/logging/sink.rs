@@ -512,7 +512,10 @@ async fn the_analytics_sink_writes_parsed_logs_and_metrics_rows_to_parquet() {
     assert_eq!(rows.len(), 2, "{rows:#?}");
     assert_eq!(
         rows[0][..2],
-        ["2", "collectd_load_load_longterm,collectd_load_load_shortterm"]
+        [
+            "2",
+            "collectd_load_load_longterm,collectd_load_load_shortterm"
+        ]
     );
     let collectd: serde_json::Value = serde_json::from_str(&rows[0][2]).unwrap();
     assert_eq!(collectd[0]["labels"]["host"], "web-2");
