@@ -61,6 +61,16 @@ pub struct ForwarderBenchArgs {
     pub rounds: u32,
 }
 
+/// `lines` over `after`; `None` when either is zero.
+fn steady_rate(after: Duration, lines: u64) -> Option<f64> {
+    (lines > 0 && !after.is_zero()).then(|| lines as f64 / after.as_secs_f64())
+}
+
+/// A rate as a whole number, or `-` when there is none.
+fn rate_text(rate: Option<f64>) -> String {
+    rate.map_or_else(|| "-".to_owned(), |rate| format!("{rate:.0}"))
+}
+
 /// The application of the file's lines (the key's first part, for both shippers).
 const APP: &str = "bench";
 
@@ -138,10 +148,13 @@ impl Measured {
     pub fn megabytes_per_second(&self, bytes: u64) -> f64 {
         bytes as f64 / 1e6 / self.elapsed.as_secs_f64()
     }
-    /// Lines per second from the first lines seen on the broker to the last.
-    pub fn steady_lines_per_second(&self, lines: u64) -> f64 {
-        lines.saturating_sub(self.first_lines) as f64
-            / self.elapsed.saturating_sub(self.first).as_secs_f64()
+    /// Lines per second from the first lines seen on the broker to the last; `None` when they
+    /// were all there at once (a file too small to tell).
+    pub fn steady_lines_per_second(&self, lines: u64) -> Option<f64> {
+        steady_rate(
+            self.elapsed.saturating_sub(self.first),
+            lines.saturating_sub(self.first_lines),
+        )
     }
 }
 
@@ -316,12 +329,12 @@ pub async fn run(
     };
     let report = |who: &str, measured: &Measured| {
         println!(
-            "  {who:<36} {:>6.2} s  {:>7.0} lines/s  {:>5.1} MB/s  first lines after {:>4} ms, then {:>7.0} lines/s  CPU s: this process {}, rsyslogd {}",
+            "  {who:<36} {:>6.2} s  {:>7.0} lines/s  {:>5.1} MB/s  first lines after {:>4} ms, then {:>7} lines/s  CPU s: this process {}, rsyslogd {}",
             measured.elapsed.as_secs_f64(),
             measured.lines_per_second(args.lines),
             measured.megabytes_per_second(bytes),
             measured.first.as_millis(),
-            measured.steady_lines_per_second(args.lines),
+            rate_text(measured.steady_lines_per_second(args.lines)),
             cpu(measured.cpu_self),
             cpu(measured.cpu_rsyslogd),
         );
@@ -358,18 +371,21 @@ pub async fn run(
     }
     let lines = args.lines * u64::from(args.rounds);
     let rate = |(elapsed, _, _): (Duration, Duration, u64)| lines as f64 / elapsed.as_secs_f64();
-    let steady = |(_, after, lines): (Duration, Duration, u64)| lines as f64 / after.as_secs_f64();
+    let steady = |(_, after, lines): (Duration, Duration, u64)| steady_rate(after, lines);
     let [ours, theirs] = totals;
+    let steady_ratio = match (steady(ours), steady(theirs)) {
+        (Some(a), Some(b)) => format!("{:.2}×", a / b),
+        _ => "-".to_owned(),
+    };
     println!(
         "  ours / rsyslog over {} rounds: {:.2}× from the start ({:.0} against {:.0} lines/s), \
-         {:.2}× from the first lines ({:.0} against {:.0} lines/s)",
+         {steady_ratio} from the first lines ({} against {} lines/s)",
         args.rounds,
         rate(ours) / rate(theirs),
         rate(ours),
         rate(theirs),
-        steady(ours) / steady(theirs),
-        steady(ours),
-        steady(theirs)
+        rate_text(steady(ours)),
+        rate_text(steady(theirs))
     );
     Ok(())
 }
