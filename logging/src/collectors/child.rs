@@ -142,6 +142,14 @@ impl Child {
         .await
     }
 
+    /// [`Child::stop`], and an error unless it exited with success.
+    pub async fn stop_cleanly(self) -> anyhow::Result<()> {
+        let name = self.name;
+        let status = self.stop().await?;
+        anyhow::ensure!(status.success(), "{name} exited with {status}");
+        Ok(())
+    }
+
     /// SIGTERM, then waits for the exit (SIGKILL after [`STOP_TIMEOUT`]).
     pub async fn stop(mut self) -> anyhow::Result<ExitStatus> {
         let mut process = self.process.take().expect("running");

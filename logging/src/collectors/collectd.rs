@@ -87,9 +87,7 @@ impl Collectd {
 
     /// SIGTERM: collectd flushes and exits.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let status = self.child.stop().await?;
-        anyhow::ensure!(status.success(), "collectd exited with {status}");
-        Ok(())
+        self.child.stop_cleanly().await
     }
 }
 

@@ -71,9 +71,7 @@ impl Prometheus {
 
     /// SIGTERM: Prometheus flushes its remote-write queue (briefly) and exits.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let status = self.child.stop().await?;
-        anyhow::ensure!(status.success(), "prometheus exited with {status}");
-        Ok(())
+        self.child.stop_cleanly().await
     }
 }
 

@@ -136,9 +136,7 @@ impl Rsyslog {
 
     /// SIGTERM: rsyslog drains its queues (up to omkafka's closeTimeout) and exits.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let status = self.child.stop().await?;
-        anyhow::ensure!(status.success(), "rsyslogd exited with {status}");
-        Ok(())
+        self.child.stop_cleanly().await
     }
 }
 

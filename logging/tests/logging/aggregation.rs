@@ -12,12 +12,11 @@ use chrono::{DateTime, Utc};
 use logging::events::{Alert, AlertState, Format, Level, LogRecord, LogRollup, rollup_key};
 use logging::topics::{ALERTS, LOG_ROLLUPS, PARSED_LOGS};
 use rdkafka::Message;
-use rdkafka::message::OwnedHeaders;
 use serde_json::Map;
 use shared::EventProducer;
 use shared::testkit::TestKafka;
 
-use crate::{WAIT, eventually, key, spawn};
+use crate::{WAIT, eventually, key, send, send_record, spawn};
 
 /// 2026-03-01T12:00:00Z.
 const T0: i64 = 1_772_366_400_000;
@@ -42,24 +41,6 @@ fn record(id: &str, service: &str, host: &str, time_ms: i64, level: Level) -> Lo
         reason: None,
         notes: Vec::new(),
     }
-}
-
-async fn send(producer: &EventProducer, topic: &str, key: &str, payload: &[u8]) {
-    producer
-        .send(
-            topic,
-            Some(key.as_bytes()),
-            Some(payload),
-            OwnedHeaders::new(),
-            None,
-        )
-        .await
-        .unwrap();
-}
-
-async fn send_record(producer: &EventProducer, topic: &str, r: &LogRecord) {
-    let key = format!("{}/{}", r.service, r.host);
-    send(producer, topic, &key, &serde_json::to_vec(r).unwrap()).await;
 }
 
 /// The last rollup of every key on `log_rollups`.

@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use logging::collectors::collectd::Collectd;
-use logging::events::{MetricRollup, decode_samples};
-use logging::topics::{APPLICATION_METRICS, METRIC_ROLLUPS};
+use logging::events::decode_samples;
+use logging::topics::APPLICATION_METRICS;
 use rdkafka::Message;
 use shared::testkit::TestKafka;
 
-use crate::{WAIT, eventually, key, spawn_only};
+use crate::{WAIT, eventually, key, metric_rollups, spawn_only};
 
 const HOST: &str = "collectd-test-host";
 
@@ -62,16 +62,8 @@ async fn collectd_write_kafka_values_arrive_and_are_rolled_up() {
     );
 
     // The metrics aggregation made rollups of collectd's series, under its key.
-    let rollups = kafka.kafka().topic(&METRIC_ROLLUPS);
     let (load, memory) = eventually(WAIT, "rollups of collectd's load and memory", || async {
-        let records = kafka
-            .read_all(&rollups, Duration::from_millis(500))
-            .await
-            .ok()?;
-        let all: Vec<MetricRollup> = records
-            .iter()
-            .map(|m| serde_json::from_slice(m.payload().unwrap()).unwrap())
-            .collect();
+        let all = metric_rollups(&kafka).await?;
         let of = |name: &str, type_instance: Option<&str>| {
             all.iter()
                 .rfind(|r| {

@@ -18,9 +18,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use logging::app::{Logging, Options};
-use logging::events::LogRecord;
+use logging::events::{LogRecord, MetricRollup};
+use logging::topics::METRIC_ROLLUPS;
 use rdkafka::Message;
+use rdkafka::message::OwnedHeaders;
 use rdkafka::message::OwnedMessage;
+use shared::EventProducer;
 use shared::service::Process;
 use shared::service::cli::ServeArgs;
 use shared::testkit::TestKafka;
@@ -49,6 +52,43 @@ pub async fn spawn_only(kafka: &TestKafka, dir: &Path, services: &[&str]) -> Pro
         .await
         .unwrap()
         .0
+}
+
+/// Sends `payload` under `key` to `topic`, acknowledged.
+pub async fn send(producer: &EventProducer, topic: &str, key: &str, payload: &[u8]) {
+    producer
+        .send(
+            topic,
+            Some(key.as_bytes()),
+            Some(payload),
+            OwnedHeaders::new(),
+            None,
+        )
+        .await
+        .unwrap();
+}
+
+/// Sends `r` as JSON under its `service/host`.
+pub async fn send_record(producer: &EventProducer, topic: &str, r: &LogRecord) {
+    let key = format!("{}/{}", r.service, r.host);
+    send(producer, topic, &key, &serde_json::to_vec(r).unwrap()).await;
+}
+
+/// Every rollup on `metric_rollups` now; `None` when it cannot be read (yet).
+pub async fn metric_rollups(kafka: &TestKafka) -> Option<Vec<MetricRollup>> {
+    let records = kafka
+        .read_all(
+            &kafka.kafka().topic(&METRIC_ROLLUPS),
+            Duration::from_millis(500),
+        )
+        .await
+        .ok()?;
+    Some(
+        records
+            .iter()
+            .map(|m| serde_json::from_slice(m.payload().unwrap()).unwrap())
+            .collect(),
+    )
 }
 
 /// A record's key as text.

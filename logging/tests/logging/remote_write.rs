@@ -6,15 +6,15 @@
 use std::time::Duration;
 
 use logging::collectors::prometheus::Prometheus;
-use logging::events::{MetricRollup, decode_samples};
+use logging::events::decode_samples;
 use logging::remote_write_receiver::{Label, MAX_BODY_BYTES, Sample, TimeSeries, WriteRequest};
-use logging::topics::{APPLICATION_METRICS, METRIC_ROLLUPS};
+use logging::topics::APPLICATION_METRICS;
 use prost::Message as _;
 use rdkafka::Message;
 use reqwest::StatusCode;
 use shared::testkit::{TestKafka, http};
 
-use crate::{WAIT, eventually, key, spawn_only};
+use crate::{WAIT, eventually, key, metric_rollups, spawn_only};
 
 fn label(name: &str, value: &str) -> Label {
     Label {
@@ -190,16 +190,8 @@ async fn prometheus_remote_write_reaches_metric_rollups() {
     let source = prometheus.key();
 
     // Its own `up` and build info, remote-written, rolled up under its job/instance.
-    let rollups = kafka.kafka().topic(&METRIC_ROLLUPS);
     let (up, build) = eventually(WAIT, "rollups of prometheus' up and build info", || async {
-        let records = kafka
-            .read_all(&rollups, Duration::from_millis(500))
-            .await
-            .ok()?;
-        let all: Vec<MetricRollup> = records
-            .iter()
-            .map(|m| serde_json::from_slice(m.payload().unwrap()).unwrap())
-            .collect();
+        let all = metric_rollups(&kafka).await?;
         let of = |name: &str| all.iter().rfind(|r| r.name == name).cloned();
         Some((of("up")?, of("prometheus_build_info")?))
     })

@@ -16,7 +16,6 @@ use logging::log_sink::index::{LogReader, Search, SearchResult};
 use logging::log_sink::{self, SinkConfig};
 use logging::topics::{APPLICATION_LOGS, APPLICATION_METRICS, PARSED_LOGS};
 use rdkafka::Message;
-use rdkafka::message::OwnedHeaders;
 use reqwest::StatusCode;
 use serde_json::Map;
 use shared::EventProducer;
@@ -24,7 +23,7 @@ use shared::service::cli::ServeArgs;
 use shared::testkit::TestKafka;
 use tokio_util::sync::CancellationToken;
 
-use crate::{WAIT, eventually};
+use crate::{WAIT, eventually, send, send_record};
 
 /// 2026-03-01T12:00:00Z.
 const T0: i64 = 1_772_366_400_000;
@@ -44,29 +43,6 @@ fn record(id: &str, i: i64, message: &str) -> LogRecord {
         reason: None,
         notes: Vec::new(),
     }
-}
-
-async fn send(producer: &EventProducer, topic: &str, key: &str, payload: &[u8]) {
-    producer
-        .send(
-            topic,
-            Some(key.as_bytes()),
-            Some(payload),
-            OwnedHeaders::new(),
-            None,
-        )
-        .await
-        .unwrap();
-}
-
-async fn send_record(producer: &EventProducer, topic: &str, r: &LogRecord) {
-    send(
-        producer,
-        topic,
-        &format!("{}/{}", r.service, r.host),
-        &serde_json::to_vec(r).unwrap(),
-    )
-    .await;
 }
 
 fn search(reader: &LogReader, query: &str) -> SearchResult {
